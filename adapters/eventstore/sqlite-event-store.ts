@@ -1,0 +1,280 @@
+// Event store on the embedded SQLite file shared with the projection tables. Every method is
+// synchronous underneath (better-sqlite3 is); the async port methods only wrap them, and the
+// projection catch-up, which runs in the same connection, uses the *Sync variants directly.
+
+import Database from 'better-sqlite3';
+import {
+  EventStoreUnavailableError,
+  WrongExpectedRevisionError,
+  type AppendResult,
+  type EventStore,
+  type ExpectedRevision,
+  type NewEvent,
+  type ReadAllOptions,
+  type RecordedEvent,
+} from './event-store.js';
+
+export interface SqliteEventStoreOptions {
+  /**
+   * When true, close() also closes the database. Off by default because the connection is
+   * normally shared with the projections, and whoever opened it closes it.
+   */
+  readonly ownsDatabase?: boolean;
+}
+
+/** One stream's share of an appendManySync call. */
+export interface StreamAppend {
+  readonly streamId: string;
+  readonly expectedRevision: ExpectedRevision;
+  readonly events: readonly NewEvent[];
+}
+
+// Column order of every SELECT below; rows are read in raw (array) mode because building an
+// object per row costs noticeably when the projections replay a million events.
+const EVENT_COLUMNS = 'position, stream_id, revision, type, schema_version, data, metadata';
+type EventRow = [bigint, string, bigint, string, bigint, string, string];
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS events (
+  position       INTEGER PRIMARY KEY AUTOINCREMENT,
+  stream_id      TEXT    NOT NULL,
+  revision       INTEGER NOT NULL,
+  type           TEXT    NOT NULL,
+  schema_version INTEGER NOT NULL,
+  data           TEXT    NOT NULL,
+  metadata       TEXT    NOT NULL,
+  UNIQUE (stream_id, revision)
+);
+`;
+// AUTOINCREMENT rather than a plain rowid: positions are checkpoints held by projections, so a
+// position must never be handed out twice, even if the newest rows were ever deleted by hand.
+// UNIQUE(stream_id, revision) is both the last line of defence against two writers giving out
+// the same revision and the index that readStream and the revision check use.
+
+export class SqliteEventStore implements EventStore {
+  private readonly db: Database.Database;
+  private readonly ownsDatabase: boolean;
+  private readonly lastRevisionStmt: Database.Statement<[string]>;
+  private readonly insertStmt: Database.Statement<[string, bigint, string, number, string, string]>;
+  private readonly readStreamStmt: Database.Statement<[string]>;
+  private readonly readAllStmt: Database.Statement<[bigint, number]>;
+  private readonly headStmt: Database.Statement<[]>;
+  private readonly appendTx: Database.Transaction<(batches: readonly SerialisedAppend[]) => AppendResult[]>;
+
+  constructor(db: Database.Database, options: SqliteEventStoreOptions = {}) {
+    this.db = db;
+    this.ownsDatabase = options.ownsDatabase ?? false;
+    this.guard(() => db.exec(SCHEMA));
+
+    // safeIntegers: positions and revisions come back as bigint, never as a lossy double.
+    this.lastRevisionStmt = db
+      .prepare<[string]>('SELECT revision FROM events WHERE stream_id = ? ORDER BY revision DESC LIMIT 1')
+      .pluck()
+      .safeIntegers(true);
+    this.insertStmt = db
+      .prepare<[string, bigint, string, number, string, string]>(
+        'INSERT INTO events (stream_id, revision, type, schema_version, data, metadata) VALUES (?, ?, ?, ?, ?, ?)',
+      )
+      .safeIntegers(true);
+    this.readStreamStmt = db
+      .prepare<[string]>(`SELECT ${EVENT_COLUMNS} FROM events WHERE stream_id = ? ORDER BY revision`)
+      .raw(true)
+      .safeIntegers(true);
+    this.readAllStmt = db
+      .prepare<[bigint, number]>(`SELECT ${EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?`)
+      .raw(true)
+      .safeIntegers(true);
+    this.headStmt = db.prepare<[]>('SELECT coalesce(max(position), 0) FROM events').pluck().safeIntegers(true);
+
+    // Cached once: db.transaction() builds wrapper functions, not worth redoing per append.
+    // .immediate() is what callers get: the revision check and the inserts happen under the
+    // write lock, so no other process can slip an event in between them.
+    this.appendTx = db.transaction((batches: readonly SerialisedAppend[]) => batches.map((b) => this.appendOne(b)));
+  }
+
+  async appendToStream(
+    streamId: string,
+    expectedRevision: ExpectedRevision,
+    events: readonly NewEvent[],
+  ): Promise<AppendResult> {
+    return this.appendToStreamSync(streamId, expectedRevision, events);
+  }
+
+  async readStream(streamId: string): Promise<RecordedEvent[]> {
+    return this.readStreamSync(streamId);
+  }
+
+  async readAll(options: ReadAllOptions): Promise<RecordedEvent[]> {
+    return this.readAllSync(options);
+  }
+
+  async headPosition(): Promise<bigint> {
+    return this.headPositionSync();
+  }
+
+  async close(): Promise<void> {
+    if (this.ownsDatabase && this.db.open) this.db.close();
+  }
+
+  appendToStreamSync(streamId: string, expectedRevision: ExpectedRevision, events: readonly NewEvent[]): AppendResult {
+    const [result] = this.appendManySync([{ streamId, expectedRevision, events }]);
+    return result!;
+  }
+
+  /**
+   * Appends to several streams in ONE write transaction: all of them or, if any expected
+   * revision is wrong, none. Meant for seeding benchmarks and test fixtures fast (one fsync for
+   * many streams); commands append one stream per call so that a conflict stays local.
+   */
+  appendManySync(batches: readonly StreamAppend[]): AppendResult[] {
+    for (const batch of batches) validateAppend(batch);
+    // Serialise before taking the write lock: JSON work inside it would stall other writers,
+    // and a non-serialisable value must fail without having started a transaction.
+    const prepared = batches.map((b): SerialisedAppend => ({ ...b, events: b.events.map(serialiseEvent) }));
+    return this.guard(() => this.appendTx.immediate(prepared));
+  }
+
+  readStreamSync(streamId: string): RecordedEvent[] {
+    const rows = this.guard(() => this.readStreamStmt.all(streamId) as EventRow[]);
+    return rows.map(toRecordedEvent);
+  }
+
+  readAllSync(options: ReadAllOptions): RecordedEvent[] {
+    validateReadAll(options);
+    const rows = this.guard(() => this.readAllStmt.all(options.after, options.limit) as EventRow[]);
+    return rows.map(toRecordedEvent);
+  }
+
+  headPositionSync(): bigint {
+    return this.guard(() => this.headStmt.get() as bigint);
+  }
+
+  // Runs inside appendTx, i.e. under the write lock; events are already serialised.
+  private appendOne(batch: SerialisedAppend): AppendResult {
+    const last = this.lastRevisionStmt.get(batch.streamId) as bigint | undefined;
+    const actual: bigint | 'no_stream' = last ?? 'no_stream';
+    if (!revisionMatches(batch.expectedRevision, actual)) {
+      throw new WrongExpectedRevisionError(batch.streamId, batch.expectedRevision, actual);
+    }
+    let revision = last ?? -1n;
+    let position = 0n;
+    for (const e of batch.events) {
+      revision += 1n;
+      const info = this.insertStmt.run(batch.streamId, revision, e.type, e.schemaVersion, e.data, e.metadata);
+      position = BigInt(info.lastInsertRowid);
+    }
+    return { nextExpectedRevision: revision, position };
+  }
+
+  // Translates lock and I/O failures into the port's "store unavailable" error, with what the
+  // operator can do about it; everything else (including WrongExpectedRevisionError) passes.
+  private guard<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (error) {
+      throw this.translate(error);
+    }
+  }
+
+  private translate(error: unknown): unknown {
+    if (!(error instanceof Database.SqliteError)) return error;
+    const file = this.db.name;
+    const code = error.code;
+    if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
+      return new EventStoreUnavailableError(
+        `the event store ${file} stayed locked by another process for longer than the busy timeout (${code}); ` +
+          `retry the command, and if it keeps failing look for a stuck process holding the file (e.g. \`fuser ${file}\`)`,
+        { cause: error },
+      );
+    }
+    if (code.startsWith('SQLITE_FULL')) {
+      return new EventStoreUnavailableError(`the disk holding the event store ${file} is full (${code}); free space and retry`, {
+        cause: error,
+      });
+    }
+    if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_PERM')) {
+      return new EventStoreUnavailableError(
+        `the event store ${file} (or its -wal/-shm files or directory) cannot be written by this user (${code}); ` +
+          `run the command as the user that owns it`,
+        { cause: error },
+      );
+    }
+    if (code.startsWith('SQLITE_IOERR')) {
+      return new EventStoreUnavailableError(`I/O error on the event store ${file} (${code}); check the disk and retry`, {
+        cause: error,
+      });
+    }
+    return error;
+  }
+}
+
+interface SerialisedEvent {
+  readonly type: string;
+  readonly schemaVersion: number;
+  readonly data: string;
+  readonly metadata: string;
+}
+
+interface SerialisedAppend {
+  readonly streamId: string;
+  readonly expectedRevision: ExpectedRevision;
+  readonly events: readonly SerialisedEvent[];
+}
+
+function serialiseEvent(event: NewEvent): SerialisedEvent {
+  return {
+    type: event.type,
+    schemaVersion: event.schemaVersion,
+    data: toJson(event.data, 'data', event.type),
+    metadata: toJson(event.metadata, 'metadata', event.type),
+  };
+}
+
+function toJson(value: unknown, field: string, type: string): string {
+  // JSON.stringify(undefined) is undefined, which would only surface as a NOT NULL failure.
+  const json = JSON.stringify(value);
+  if (json === undefined) throw new TypeError(`event ${type}: ${field} is not a JSON value`);
+  return json;
+}
+
+function toRecordedEvent(row: EventRow): RecordedEvent {
+  return {
+    position: row[0],
+    streamId: row[1],
+    revision: row[2],
+    type: row[3],
+    schemaVersion: Number(row[4]),
+    data: JSON.parse(row[5]) as unknown,
+    metadata: JSON.parse(row[6]) as unknown,
+  };
+}
+
+function revisionMatches(expected: ExpectedRevision, actual: bigint | 'no_stream'): boolean {
+  if (expected === 'any') return true;
+  return expected === actual;
+}
+
+function validateAppend(batch: StreamAppend): void {
+  const { streamId, expectedRevision, events } = batch;
+  if (typeof streamId !== 'string' || streamId.length === 0) throw new TypeError('streamId must be a non-empty string');
+  if (typeof expectedRevision !== 'bigint' && expectedRevision !== 'no_stream' && expectedRevision !== 'any') {
+    // A number here would never equal a bigint revision and turn every append into a "conflict".
+    throw new TypeError(`expectedRevision must be a bigint, 'no_stream' or 'any', not ${String(expectedRevision)}`);
+  }
+  // An empty append has no "last event written" to report, so the port's result is undefined.
+  if (events.length === 0) throw new RangeError(`append to ${streamId} has no events`);
+  for (const e of events) {
+    if (typeof e.type !== 'string' || e.type.length === 0) throw new TypeError(`event type must be a non-empty string`);
+    if (!Number.isSafeInteger(e.schemaVersion)) throw new TypeError(`event ${e.type}: schemaVersion must be an integer`);
+  }
+}
+
+function validateReadAll(options: ReadAllOptions): void {
+  // LIMIT -1 means "no limit" in SQLite: a bad limit must not turn into reading the whole log.
+  if (!Number.isSafeInteger(options.limit) || options.limit < 1) {
+    throw new RangeError(`limit must be a positive integer, not ${String(options.limit)}`);
+  }
+  if (typeof options.after !== 'bigint' || options.after < 0n) {
+    throw new RangeError(`after must be a bigint >= 0n, not ${String(options.after)}`);
+  }
+}

@@ -1,0 +1,108 @@
+// What every ov_* command shares: parse flags with yargs, validate them with zod (one line naming
+// the flag on error, exit 2, nothing touched), open the ledger, run one use case, print, exit.
+import * as E from 'fp-ts/lib/Either.js';
+import yargs, { type Argv } from 'yargs';
+import type { z } from 'zod';
+import { EventStoreUnavailableError, WrongExpectedRevisionError } from '../../adapters/eventstore/event-store.js';
+import { openLedger, type OpenMode } from '../../infra/composition-root.js';
+import { readEnvironment, type Environment } from '../../infra/environment.js';
+import { EXIT, type Failure } from '../failure.js';
+import type { Ledger } from '../ledger.js';
+
+export interface CommandSpec<S extends z.ZodType> {
+  readonly name: string;
+  readonly description: string;
+  readonly flags: (y: Argv) => Argv;
+  readonly schema: S;
+  readonly open: OpenMode;
+  readonly run: (input: z.output<S>, context: { ledger: Ledger; env: Environment }) => Promise<E.Either<Failure, string>>;
+  /** Checks that need the environment but no ledger (config files), done before anything is opened. */
+  readonly precheck?: (input: z.output<S>, env: Environment) => E.Either<Failure, unknown>;
+}
+
+const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+export function flagError(error: z.ZodError): string {
+  const issue = error.issues[0];
+  if (!issue) return 'invalid flags';
+  const key = issue.path[0];
+  return key === undefined ? issue.message : `--${kebab(String(key))} ${issue.message}`;
+}
+
+export async function runCli<S extends z.ZodType>(spec: CommandSpec<S>, argv: readonly string[]): Promise<number> {
+  const fail = (code: number, message: string): number => {
+    process.stderr.write(`${spec.name}: ${message}\n`);
+    return code;
+  };
+
+  let parsedFlags: Record<string, unknown>;
+  try {
+    let usageError: string | undefined;
+    const parser = spec
+      .flags(yargs([...argv]))
+      .scriptName(spec.name)
+      .usage(`$0 — ${spec.description}`)
+      .strict()
+      .version(false)
+      .help('help')
+      .alias('help', 'h')
+      .wrap(Math.min(100, process.stdout.columns || 100))
+      .exitProcess(false)
+      .fail((msg, err) => {
+        usageError = msg || err?.message || 'invalid flags';
+      });
+    parsedFlags = (await parser.parseAsync()) as Record<string, unknown>;
+    if (usageError !== undefined) return fail(EXIT.usage, `${usageError.replace(/\n/g, ' ')} (see --help)`);
+    if (parsedFlags['help'] === true) return EXIT.ok;
+  } catch (error) {
+    return fail(EXIT.usage, (error as Error).message);
+  }
+
+  const flags = Object.fromEntries(Object.entries(parsedFlags).filter(([k]) => k !== '_' && k !== '$0' && !k.includes('-')));
+  const input = spec.schema.safeParse(flags);
+  if (!input.success) return fail(EXIT.usage, flagError(input.error));
+
+  const env = readEnvironment(process.env);
+  if (E.isLeft(env)) return fail(EXIT.configuration, env.left);
+
+  if (spec.precheck) {
+    const ok = spec.precheck(input.data, env.right);
+    if (E.isLeft(ok)) return fail(ok.left.exitCode, ok.left.message);
+  }
+
+  let ledger: Ledger | undefined;
+  try {
+    const opened = await openLedger(env.right, spec.name, spec.open);
+    if (E.isLeft(opened)) return fail(opened.left.exitCode, opened.left.message);
+    ledger = opened.right;
+    const result = await spec.run(input.data, { ledger, env: env.right });
+    if (E.isLeft(result)) {
+      ledger.log.warn({ exitCode: result.left.exitCode }, result.left.message);
+      return fail(result.left.exitCode, result.left.message);
+    }
+    if (result.right !== '') process.stdout.write(result.right.endsWith('\n') ? result.right : `${result.right}\n`);
+    return EXIT.ok;
+  } catch (error) {
+    if (error instanceof WrongExpectedRevisionError) {
+      return fail(EXIT.refused, `${error.message}; another command changed this profile at the same time, run this one again`);
+    }
+    if (error instanceof EventStoreUnavailableError) return fail(EXIT.unexpected, error.message);
+    ledger?.log.error({ err: error }, 'command failed');
+    return fail(EXIT.unexpected, `failed: ${(error as Error).message ?? String(error)}`);
+  } finally {
+    await ledger?.close();
+  }
+}
+
+/** Entry point used by every bin: run, then exit with the command's code once output is flushed. */
+export function main<S extends z.ZodType>(spec: CommandSpec<S>): void {
+  runCli(spec, process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      process.stderr.write(`${spec.name}: ${(error as Error).message}\n`);
+      process.exitCode = EXIT.unexpected;
+    },
+  );
+}

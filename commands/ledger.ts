@@ -1,0 +1,34 @@
+// What a use case needs from the world, as one interface. infra/composition-root.ts builds it
+// from real adapters; tests can build it from in-memory ones.
+import type { Logger } from 'pino';
+import type { Clock } from '../adapters/clock/clock.js';
+import type { EventStore } from '../adapters/eventstore/event-store.js';
+import type { StateLayout } from '../adapters/fs/state-layout.js';
+import type { ProfileMailer } from '../adapters/mail/profile-mailer.js';
+import type { CrlPublisher } from '../adapters/pki/crl-publisher.js';
+import type { Traffic } from '../domain/values.js';
+import type { EmailSettings } from '../infra/config/email-conf.js';
+import type { GatewaySettings } from '../infra/config/gateway-conf.js';
+import type { SqliteProjectionStore } from '../projections/sqlite-projection-store.js';
+
+export interface Ledger {
+  readonly layout: StateLayout;
+  readonly store: EventStore;
+  readonly projections: SqliteProjectionStore;
+  readonly crl: CrlPublisher;
+  readonly clock: Clock;
+  readonly actor: string;
+  readonly log: Logger;
+  readonly random: (bytes: number) => Buffer;
+  readonly settings: GatewaySettings;
+  /** The opaque, stable id of an (email, traffic) pair: keyed hash, so no personal data leaks into ids. */
+  profileIdOf(email: string, traffic: Traffic): string;
+  /** Applies every event not yet in the read models. */
+  catchUp(): Promise<void>;
+  createMailer(settings: EmailSettings): ProfileMailer;
+  close(): Promise<void>;
+}
+
+/** Loads email.conf; a missing or invalid file is an error the operator must fix before anything happens. */
+export type EmailSettingsLoader = () => EmailSettingsResult;
+export type EmailSettingsResult = { ok: true; settings: EmailSettings } | { ok: false; message: string };

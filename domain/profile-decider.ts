@@ -1,0 +1,216 @@
+// The rules of one VPN profile's lifecycle, as a decider over plain data:
+//   decide(command, state) → the new events, or a typed error
+//   evolve(state, event)   → the next state
+// Everything that varies between runs (today's date, the instant, serials, certificates) arrives
+// inside the command, so the same inputs always give the same answer.
+import * as E from 'fp-ts/lib/Either.js';
+import type { IssuedCertificate, ProfileEvent } from './events.js';
+import { type CalendarDate, type CrlReason, type Email, type Traffic, daysBetween } from './values.js';
+
+export interface LiveCertificate {
+  readonly serial: string;
+  readonly notAfter: string;
+}
+
+export interface ActiveProfile {
+  readonly profileId: string;
+  readonly generation: number;
+  readonly email: Email;
+  readonly traffic: Traffic;
+  readonly firstName: string;
+  readonly lastName: string;
+  readonly expirationDate: CalendarDate;
+  /** Days from first issue to first expiration: the term a renewal extends by. */
+  readonly originalTermDays: number;
+  readonly autoRenew: boolean;
+  /** The newest certificate: what a resend delivers and a renewal replaces. */
+  readonly currentSerial: string;
+  /** Every certificate of this generation; a renewal keeps the previous one valid until it expires. */
+  readonly certificates: readonly LiveCertificate[];
+  readonly routes: readonly string[];
+}
+
+export type ProfileState =
+  | { readonly status: 'never-issued' }
+  | { readonly status: 'active'; readonly profile: ActiveProfile }
+  | { readonly status: 'revoked'; readonly generation: number; readonly profileId: string };
+
+export const initialState = (): ProfileState => ({ status: 'never-issued' });
+
+export type ProfileCommand =
+  | {
+      readonly type: 'IssueProfile';
+      readonly profileId: string;
+      readonly email: Email;
+      readonly traffic: Traffic;
+      readonly firstName: string;
+      readonly lastName: string;
+      readonly expirationDate: CalendarDate;
+      readonly reason: string;
+      readonly autoRenew: boolean;
+      readonly routes: readonly string[];
+      readonly certificate: IssuedCertificate;
+      readonly today: CalendarDate;
+    }
+  | {
+      readonly type: 'RevokeProfile';
+      readonly reason: string;
+      readonly crlReason: CrlReason;
+      /** Certificates already expired at this instant can no longer connect and need no CRL entry. */
+      readonly now: Date;
+    }
+  | { readonly type: 'RecordResend'; readonly via: 'smtp' | 'outbox' }
+  | {
+      readonly type: 'RecordDeliveryFailure';
+      readonly serial: string;
+      readonly delivery: 'issued' | 'resent' | 'renewed';
+      readonly error: string;
+    }
+  | { readonly type: 'EnableAutoRenew' }
+  | { readonly type: 'DisableAutoRenew' };
+
+export type ProfileError =
+  | {
+      readonly kind: 'ProfileAlreadyActive';
+      readonly email: Email;
+      readonly traffic: Traffic;
+      readonly expirationDate: CalendarDate;
+    }
+  | { readonly kind: 'NoActiveProfile' }
+  | { readonly kind: 'ExpirationNotAfterToday'; readonly expirationDate: CalendarDate; readonly today: CalendarDate };
+
+export type Decision = E.Either<ProfileError, ProfileEvent[]>;
+
+/** The issue rules alone, so a use case can refuse before it spends a key generation. */
+export function checkIssuable(
+  state: ProfileState,
+  request: { readonly expirationDate: CalendarDate; readonly today: CalendarDate },
+): E.Either<ProfileError, true> {
+  if (state.status === 'active') {
+    const { email, traffic, expirationDate } = state.profile;
+    return E.left({ kind: 'ProfileAlreadyActive', email, traffic, expirationDate });
+  }
+  if (request.expirationDate <= request.today) {
+    return E.left({ kind: 'ExpirationNotAfterToday', expirationDate: request.expirationDate, today: request.today });
+  }
+  return E.right(true);
+}
+
+export function nextGeneration(state: ProfileState): number {
+  return state.status === 'never-issued' ? 1 : state.status === 'revoked' ? state.generation + 1 : state.profile.generation + 1;
+}
+
+export function decide(command: ProfileCommand, state: ProfileState): Decision {
+  if (command.type === 'IssueProfile') {
+    const allowed = checkIssuable(state, command);
+    if (E.isLeft(allowed)) return allowed;
+    return E.right([
+      {
+        type: 'ProfileIssued',
+        data: {
+          profileId: command.profileId,
+          generation: nextGeneration(state),
+          email: command.email,
+          traffic: command.traffic,
+          firstName: command.firstName,
+          lastName: command.lastName,
+          expirationDate: command.expirationDate,
+          reason: command.reason,
+          autoRenew: command.autoRenew,
+          certificate: command.certificate,
+          routes: command.traffic === 'partial' ? [...command.routes] : [],
+        },
+      },
+    ]);
+  }
+
+  if (state.status !== 'active') return E.left({ kind: 'NoActiveProfile' });
+  const profile = state.profile;
+
+  switch (command.type) {
+    case 'RevokeProfile': {
+      const nowIso = command.now.toISOString();
+      const serials = profile.certificates.filter((c) => c.notAfter >= nowIso).map((c) => c.serial);
+      // A profile whose certificates have all expired still leaves the user list when deleted;
+      // it just needs no CRL entry. Record the current serial so the revocation names what ended.
+      return E.right([
+        {
+          type: 'ProfileRevoked',
+          data: {
+            serials: serials.length > 0 ? serials : [profile.currentSerial],
+            reason: command.reason,
+            crlReason: command.crlReason,
+          },
+        },
+      ]);
+    }
+    case 'RecordResend':
+      return E.right([{ type: 'ProfileResent', data: { serial: profile.currentSerial, via: command.via } }]);
+    case 'RecordDeliveryFailure':
+      return E.right([
+        {
+          type: 'ProfileDeliveryFailed',
+          data: { serial: command.serial, delivery: command.delivery, error: command.error },
+        },
+      ]);
+    case 'EnableAutoRenew':
+      return E.right(profile.autoRenew ? [] : [{ type: 'AutoRenewEnabled', data: {} }]);
+    case 'DisableAutoRenew':
+      return E.right(profile.autoRenew ? [{ type: 'AutoRenewDisabled', data: {} }] : []);
+  }
+}
+
+export function evolve(state: ProfileState, event: ProfileEvent): ProfileState {
+  switch (event.type) {
+    case 'ProfileIssued': {
+      const d = event.data;
+      const issuedOn = d.certificate.notBefore.slice(0, 10);
+      return {
+        status: 'active',
+        profile: {
+          profileId: d.profileId,
+          generation: d.generation,
+          email: d.email,
+          traffic: d.traffic,
+          firstName: d.firstName,
+          lastName: d.lastName,
+          expirationDate: d.expirationDate,
+          originalTermDays: Math.max(1, daysBetween(issuedOn, d.expirationDate)),
+          autoRenew: d.autoRenew,
+          currentSerial: d.certificate.serial,
+          certificates: [{ serial: d.certificate.serial, notAfter: d.certificate.notAfter }],
+          routes: d.routes,
+        },
+      };
+    }
+    case 'ProfileRenewed': {
+      if (state.status !== 'active') return state;
+      const d = event.data;
+      return {
+        status: 'active',
+        profile: {
+          ...state.profile,
+          expirationDate: d.expirationDate,
+          currentSerial: d.certificate.serial,
+          certificates: [...state.profile.certificates, { serial: d.certificate.serial, notAfter: d.certificate.notAfter }],
+        },
+      };
+    }
+    case 'ProfileRevoked':
+      if (state.status !== 'active') return state;
+      return { status: 'revoked', generation: state.profile.generation, profileId: state.profile.profileId };
+    case 'AutoRenewEnabled':
+    case 'AutoRenewDisabled':
+      if (state.status !== 'active') return state;
+      return { status: 'active', profile: { ...state.profile, autoRenew: event.type === 'AutoRenewEnabled' } };
+    case 'ProfileResent':
+    case 'ProfileDeliveryFailed':
+    case 'RenewalFailed':
+      return state;
+  }
+}
+
+export function stateFrom(events: readonly ProfileEvent[]): ProfileState {
+  return events.reduce(evolve, initialState());
+}
+

@@ -1,0 +1,68 @@
+// The audit history: one record per lifecycle event, with who, when and what changed, in a shape
+// an auditor reads. Certificates are reduced to their serial and validity: the PEM stays in the
+// event log, where `--history` can still fetch it from the one stream it concerns.
+import type { Envelope, LedgerEvent } from '../domain/events.js';
+
+export interface AuditRecord {
+  readonly position: bigint;
+  readonly streamId: string;
+  readonly type: LedgerEvent['type'];
+  readonly at: string;
+  readonly actor: string;
+  readonly details: Record<string, unknown>;
+}
+
+export function auditRecordOf(event: Envelope): AuditRecord {
+  return {
+    position: event.position,
+    streamId: event.streamId,
+    type: event.type,
+    at: event.metadata.at,
+    actor: event.metadata.actor,
+    details: detailsOf(event),
+  };
+}
+
+function detailsOf(event: LedgerEvent): Record<string, unknown> {
+  switch (event.type) {
+    case 'ProfileIssued': {
+      const { certificate, ...rest } = event.data;
+      return { ...rest, serial: certificate.serial, notAfter: certificate.notAfter };
+    }
+    case 'ProfileRenewed': {
+      const { certificate, ...rest } = event.data;
+      return { ...rest, serial: certificate.serial, notAfter: certificate.notAfter };
+    }
+    case 'GatewayInitialized': {
+      const { caCertificatePem: _ca, serverCertificatePem: _server, ...rest } = event.data;
+      return rest;
+    }
+    default:
+      return { ...event.data };
+  }
+}
+
+/** One line of what changed, for the text view of `--history`. */
+export function describeAuditRecord(r: AuditRecord): string {
+  const d = r.details;
+  switch (r.type) {
+    case 'ProfileIssued':
+      return `issued generation ${String(d['generation'])}, serial ${String(d['serial'])}, expires ${String(d['expirationDate'])}, auto-renew ${d['autoRenew'] ? 'on' : 'off'}, reason: ${String(d['reason'])}`;
+    case 'ProfileRenewed':
+      return `renewed: serial ${String(d['previousSerial'])} → ${String(d['serial'])}, expires ${String(d['expirationDate'])}`;
+    case 'ProfileRevoked':
+      return `revoked serial(s) ${(d['serials'] as string[]).join(', ')} (${String(d['crlReason'])}), reason: ${String(d['reason'])}`;
+    case 'ProfileResent':
+      return `resent serial ${String(d['serial'])} via ${String(d['via'])}`;
+    case 'ProfileDeliveryFailed':
+      return `delivery of ${String(d['delivery'])} profile failed: ${String(d['error'])}`;
+    case 'RenewalFailed':
+      return `renewal failed: ${String(d['reason'])}`;
+    case 'AutoRenewEnabled':
+      return 'auto-renew enabled';
+    case 'AutoRenewDisabled':
+      return 'auto-renew disabled';
+    case 'GatewayInitialized':
+      return `gateway initialised for ${String(d['publicHost'])}:${String(d['port'])}`;
+  }
+}

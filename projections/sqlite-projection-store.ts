@@ -1,0 +1,280 @@
+// Where the read models live: tables in the gateway's SQLite file, caught up from the event log
+// through one checkpoint (the last global position applied). Every projection is updated in the
+// same transaction as the checkpoint, so a killed process leaves them consistent, and two
+// processes catching up at once never apply an event twice.
+import type BetterSqlite3 from 'better-sqlite3';
+import * as E from 'fp-ts/lib/Either.js';
+import type { Envelope, ProfileEvent } from '../domain/events.js';
+import { decodeStoredEvent, describeDecodeError, type StoredEventLike } from '../domain/upcasters.js';
+import type { CalendarDate, CrlReason, Traffic } from '../domain/values.js';
+import { auditRecordOf, type AuditRecord } from './audit-history.js';
+import { crlEntriesFrom, type CrlEntry } from './crl-entries.js';
+import { evolveUserRow, type UserRow } from './user-list.js';
+import { evolveGateway, type GatewayRow } from './gateway.js';
+
+type Db = BetterSqlite3.Database;
+
+export type ReadAllPage = (after: bigint, limit: number) => Promise<readonly StoredEventLike[]>;
+
+export class ProjectionDecodeError extends Error {
+  override readonly name = 'ProjectionDecodeError';
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS projection_checkpoint (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  position TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS users (
+  stream_id TEXT PRIMARY KEY,
+  profile_id TEXT NOT NULL,
+  email TEXT NOT NULL,
+  traffic TEXT NOT NULL,
+  status TEXT NOT NULL,
+  expiration_date TEXT NOT NULL,
+  row TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS users_by_email ON users (email, traffic);
+CREATE INDEX IF NOT EXISTS users_by_status_expiry ON users (status, expiration_date);
+CREATE TABLE IF NOT EXISTS certificates (
+  serial TEXT PRIMARY KEY,
+  stream_id TEXT NOT NULL,
+  not_after TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS crl_entries (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  serial TEXT NOT NULL UNIQUE,
+  revoked_at TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  der BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+  position INTEGER PRIMARY KEY,
+  stream_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  at TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  details TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_stream ON audit_log (stream_id, position);
+CREATE INDEX IF NOT EXISTS audit_by_type_at ON audit_log (type, at);
+CREATE TABLE IF NOT EXISTS gateway (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  row TEXT NOT NULL
+);
+`;
+
+const PROJECTION_TABLES = ['users', 'certificates', 'crl_entries', 'audit_log', 'gateway', 'projection_checkpoint'];
+
+export interface ProjectionStoreOptions {
+  /** DER of one CRL entry: computed once when the revocation is projected, reused by every render. */
+  readonly encodeCrlEntry: (entry: CrlEntry) => Buffer;
+  readonly batchSize?: number;
+}
+
+export class SqliteProjectionStore {
+  private readonly batchSize: number;
+  private readonly stmt;
+
+  constructor(
+    private readonly db: Db,
+    private readonly options: ProjectionStoreOptions,
+  ) {
+    db.exec(SCHEMA);
+    this.batchSize = options.batchSize ?? 5_000;
+    this.stmt = {
+      checkpoint: db.prepare<[], { position: string }>('SELECT position FROM projection_checkpoint WHERE id = 1'),
+      setCheckpoint: db.prepare<[string]>(
+        'INSERT INTO projection_checkpoint (id, position) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET position = excluded.position',
+      ),
+      user: db.prepare<[string], { row: string }>('SELECT row FROM users WHERE stream_id = ?'),
+      upsertUser: db.prepare<[string, string, string, string, string, string, string]>(
+        `INSERT INTO users (stream_id, profile_id, email, traffic, status, expiration_date, row) VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (stream_id) DO UPDATE SET profile_id = excluded.profile_id, email = excluded.email,
+           traffic = excluded.traffic, status = excluded.status, expiration_date = excluded.expiration_date, row = excluded.row`,
+      ),
+      insertCertificate: db.prepare<[string, string, string]>(
+        'INSERT OR IGNORE INTO certificates (serial, stream_id, not_after) VALUES (?, ?, ?)',
+      ),
+      insertCrlEntry: db.prepare<[string, string, string, Buffer]>(
+        'INSERT OR IGNORE INTO crl_entries (serial, revoked_at, reason, der) VALUES (?, ?, ?, ?)',
+      ),
+      insertAudit: db.prepare<[string, string, string, string, string, string]>(
+        'INSERT INTO audit_log (position, stream_id, type, at, actor, details) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      gateway: db.prepare<[], { row: string }>('SELECT row FROM gateway WHERE id = 1'),
+      setGateway: db.prepare<[string]>(
+        'INSERT INTO gateway (id, row) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET row = excluded.row',
+      ),
+    };
+  }
+
+  checkpoint(): bigint {
+    const r = this.stmt.checkpoint.get();
+    return r ? BigInt(r.position) : 0n;
+  }
+
+  /** Applies every event after the checkpoint, a page at a time; returns how many were applied. */
+  async catchUp(readAll: ReadAllPage): Promise<number> {
+    let applied = 0;
+    for (;;) {
+      const after = this.checkpoint();
+      const page = await readAll(after, this.batchSize);
+      if (page.length === 0) return applied;
+      applied += this.applyPage(page);
+    }
+  }
+
+  /** Drops every read model and rebuilds it from the whole log. */
+  async rebuild(readAll: ReadAllPage): Promise<number> {
+    this.db.transaction(() => {
+      for (const table of PROJECTION_TABLES) this.db.exec(`DELETE FROM ${table}`);
+      this.db.exec(`DELETE FROM sqlite_sequence WHERE name = 'crl_entries'`);
+    }).immediate();
+    return this.catchUp(readAll);
+  }
+
+  private applyPage(page: readonly StoredEventLike[]): number {
+    return this.db
+      .transaction(() => {
+        // Another process may have applied some of this page since we read the checkpoint.
+        const current = this.checkpoint();
+        const users = new Map<string, UserRow | undefined>();
+        let applied = 0;
+        let last = current;
+        for (const stored of page) {
+          if (stored.position <= current) continue;
+          const decoded = decodeStoredEvent(stored);
+          if (E.isLeft(decoded)) {
+            throw new ProjectionDecodeError(
+              `event at position ${stored.position} (${stored.streamId}): ${describeDecodeError(decoded.left)}`,
+            );
+          }
+          this.apply(decoded.right, users);
+          last = stored.position;
+          applied++;
+        }
+        for (const [streamId, row] of users) {
+          if (row) {
+            this.stmt.upsertUser.run(streamId, row.profileId, row.email, row.traffic, row.status, row.expirationDate, JSON.stringify(row));
+          }
+        }
+        if (last > current) this.stmt.setCheckpoint.run(last.toString());
+        return applied;
+      })
+      .immediate();
+  }
+
+  private apply(event: Envelope, users: Map<string, UserRow | undefined>): void {
+    const audit = auditRecordOf(event);
+    this.stmt.insertAudit.run(
+      audit.position.toString(),
+      audit.streamId,
+      audit.type,
+      audit.at,
+      audit.actor,
+      JSON.stringify(audit.details),
+    );
+    if (event.type === 'GatewayInitialized') {
+      const previous = this.stmt.gateway.get();
+      const next = evolveGateway(previous ? (JSON.parse(previous.row) as GatewayRow) : undefined, event);
+      this.stmt.setGateway.run(JSON.stringify(next));
+      return;
+    }
+    const profileEvent = event as Envelope<ProfileEvent>;
+    const before = users.has(event.streamId) ? users.get(event.streamId) : this.userRow(event.streamId);
+    users.set(event.streamId, evolveUserRow(before, profileEvent));
+    if (profileEvent.type === 'ProfileIssued' || profileEvent.type === 'ProfileRenewed') {
+      const c = profileEvent.data.certificate;
+      this.stmt.insertCertificate.run(c.serial, event.streamId, c.notAfter);
+    }
+    for (const entry of crlEntriesFrom(profileEvent)) {
+      this.stmt.insertCrlEntry.run(entry.serial, entry.revokedAt, entry.reason, this.options.encodeCrlEntry(entry));
+    }
+  }
+
+  private userRow(streamId: string): UserRow | undefined {
+    const r = this.stmt.user.get(streamId);
+    return r ? (JSON.parse(r.row) as UserRow) : undefined;
+  }
+
+  // ---- queries -------------------------------------------------------------------------------
+
+  gateway(): GatewayRow | undefined {
+    const r = this.stmt.gateway.get();
+    return r ? (JSON.parse(r.row) as GatewayRow) : undefined;
+  }
+
+  findUser(email: string, traffic: Traffic): UserRow | undefined {
+    const r = this.db
+      .prepare<[string, string], { row: string }>('SELECT row FROM users WHERE email = ? AND traffic = ?')
+      .get(email, traffic);
+    return r ? (JSON.parse(r.row) as UserRow) : undefined;
+  }
+
+  /** Active profiles in (email, traffic) order. */
+  activeUsers(): UserRow[] {
+    return this.db
+      .prepare<[], { row: string }>(`SELECT row FROM users WHERE status = 'active' ORDER BY email, traffic`)
+      .all()
+      .map((r) => JSON.parse(r.row) as UserRow);
+  }
+
+  /** Active profiles whose expiration date is before `today`. */
+  expiredUsers(today: CalendarDate): UserRow[] {
+    return this.db
+      .prepare<[string], { row: string }>(
+        `SELECT row FROM users WHERE status = 'active' AND expiration_date < ? ORDER BY expiration_date, email, traffic`,
+      )
+      .all(today)
+      .map((r) => JSON.parse(r.row) as UserRow);
+  }
+
+  serialExists(serial: string): boolean {
+    return this.db.prepare('SELECT 1 FROM certificates WHERE serial = ?').get(serial) !== undefined;
+  }
+
+  crlEntryCount(): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM crl_entries').get() as { n: number }).n;
+  }
+
+  /** Entry DERs in revocation order, streamed so a 100,000-entry CRL never sits in memory twice. */
+  *crlEntryDers(): IterableIterator<Buffer> {
+    for (const r of this.db.prepare<[], { der: Buffer }>('SELECT der FROM crl_entries ORDER BY seq').iterate()) {
+      yield r.der;
+    }
+  }
+
+  crlEntries(): CrlEntry[] {
+    return this.db
+      .prepare<[], { serial: string; revokedAt: string; reason: CrlReason }>(
+        'SELECT serial, revoked_at AS revokedAt, reason FROM crl_entries ORDER BY seq',
+      )
+      .all();
+  }
+
+  auditOfStream(streamId: string): AuditRecord[] {
+    return this.db
+      .prepare<[string], { position: number; stream_id: string; type: AuditRecord['type']; at: string; actor: string; details: string }>(
+        'SELECT position, stream_id, type, at, actor, details FROM audit_log WHERE stream_id = ? ORDER BY position',
+      )
+      .all(streamId)
+      .map((r) => ({
+        position: BigInt(r.position),
+        streamId: r.stream_id,
+        type: r.type,
+        at: r.at,
+        actor: r.actor,
+        details: JSON.parse(r.details) as Record<string, unknown>,
+      }));
+  }
+
+  /** A canonical dump of every read model, to prove a rebuild gives the identical result. */
+  dump(): Record<string, unknown[]> {
+    const out: Record<string, unknown[]> = {};
+    for (const table of PROJECTION_TABLES) {
+      out[table] = this.db.prepare(`SELECT * FROM ${table} ORDER BY 1`).all();
+    }
+    return out;
+  }
+}

@@ -1,0 +1,75 @@
+// The user list: one row per (email, traffic) pair, the newest generation's facts. Pure; how rows
+// are stored and caught up lives in sqlite-projection-store.ts.
+import type { Envelope, ProfileEvent } from '../domain/events.js';
+import type { CalendarDate, Email, Traffic } from '../domain/values.js';
+
+export interface UserRow {
+  readonly streamId: string;
+  readonly profileId: string;
+  readonly generation: number;
+  readonly email: Email;
+  readonly traffic: Traffic;
+  readonly firstName: string;
+  readonly lastName: string;
+  readonly expirationDate: CalendarDate;
+  /** When this generation was issued (ISO 8601). */
+  readonly createdAt: string;
+  readonly autoRenew: boolean;
+  readonly status: 'active' | 'revoked';
+  readonly currentSerial: string;
+  readonly revokedAt: string | null;
+  readonly renewals: number;
+  /** The last renewal failure since the last successful issue or renewal, if any. */
+  readonly lastRenewalFailure: { readonly at: string; readonly reason: string; readonly lastLogLine: string } | null;
+  /** The last delivery failure since the last successful delivery, if any. */
+  readonly undelivered: { readonly at: string; readonly error: string } | null;
+}
+
+export function evolveUserRow(row: UserRow | undefined, event: Envelope<ProfileEvent>): UserRow | undefined {
+  const at = event.metadata.at;
+  if (event.type === 'ProfileIssued') {
+    const d = event.data;
+    return {
+      streamId: event.streamId,
+      profileId: d.profileId,
+      generation: d.generation,
+      email: d.email,
+      traffic: d.traffic,
+      firstName: d.firstName,
+      lastName: d.lastName,
+      expirationDate: d.expirationDate,
+      createdAt: at,
+      autoRenew: d.autoRenew,
+      status: 'active',
+      currentSerial: d.certificate.serial,
+      revokedAt: null,
+      renewals: 0,
+      lastRenewalFailure: null,
+      undelivered: null,
+    };
+  }
+  if (!row) return row;
+  switch (event.type) {
+    case 'ProfileRenewed':
+      return {
+        ...row,
+        expirationDate: event.data.expirationDate,
+        currentSerial: event.data.certificate.serial,
+        renewals: row.renewals + 1,
+        lastRenewalFailure: null,
+        undelivered: null,
+      };
+    case 'ProfileRevoked':
+      return { ...row, status: 'revoked', revokedAt: at };
+    case 'AutoRenewEnabled':
+      return { ...row, autoRenew: true };
+    case 'AutoRenewDisabled':
+      return { ...row, autoRenew: false };
+    case 'RenewalFailed':
+      return { ...row, lastRenewalFailure: { at, reason: event.data.reason, lastLogLine: event.data.lastLogLine } };
+    case 'ProfileDeliveryFailed':
+      return { ...row, undelivered: { at, error: event.data.error } };
+    case 'ProfileResent':
+      return { ...row, undelivered: null };
+  }
+}
