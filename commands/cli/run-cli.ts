@@ -77,7 +77,7 @@ export async function runCli<S extends z.ZodType>(spec: CommandSpec<S>, argv: re
     ledger = opened.right;
     const result = await spec.run(input.data, { ledger, env: env.right });
     if (E.isLeft(result)) {
-      ledger.log.warn({ exitCode: result.left.exitCode }, result.left.message);
+      ledger.log.info({ exitCode: result.left.exitCode }, result.left.message);
       return fail(result.left.exitCode, result.left.message);
     }
     if (result.right !== '') process.stdout.write(result.right.endsWith('\n') ? result.right : `${result.right}\n`);
