@@ -22,20 +22,18 @@ export type Email = z.infer<typeof Email>;
 // would let one field forge another.
 // eslint-disable-next-line no-control-regex
 const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
-export const PersonName = z
-  .string()
-  .trim()
-  .min(1, 'must not be empty')
-  .max(100, 'is longer than 100 characters')
-  .refine((s) => !CONTROL_CHARACTERS.test(s), 'must not contain control characters');
+// Checked before trimming: a trailing newline is as much a forgery attempt as an embedded one.
+const freeText = (max: number) =>
+  z
+    .string()
+    .refine((s) => !CONTROL_CHARACTERS.test(s), 'must not contain control characters')
+    .transform((s) => s.trim())
+    .pipe(z.string().min(1, 'must not be empty').max(max, `is longer than ${max} characters`));
+
+export const PersonName = freeText(100);
 export type PersonName = z.infer<typeof PersonName>;
 
-export const Reason = z
-  .string()
-  .trim()
-  .min(1, 'must not be empty')
-  .max(500, 'is longer than 500 characters')
-  .refine((s) => !CONTROL_CHARACTERS.test(s), 'must not contain control characters');
+export const Reason = freeText(500);
 export type Reason = z.infer<typeof Reason>;
 
 /** A calendar date YYYY-MM-DD that exists (no 2026-02-30). */

@@ -1,0 +1,102 @@
+// Runs the built CLI (dist/commands/bin/<command>.js) as a child process, the way an operator
+// does, so e2e tests exercise argument parsing, exit codes and output exactly as shipped.
+
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type CliCommand =
+  | 'ov_init'
+  | 'ov_user_add'
+  | 'ov_user_delete'
+  | 'ov_user_list'
+  | 'ov_user_list_expired'
+  | 'ov_user_resend'
+  | 'ov_user_auto_renew';
+
+export interface CliResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** The repository root, whether this file runs from test/support or from dist/test/support. */
+function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    dir = resolve(dir, '..');
+  }
+  throw new Error(`could not find the repository root above ${fileURLToPath(import.meta.url)}`);
+}
+
+export function cliBinPath(command: CliCommand): string {
+  return join(repoRoot(), 'dist', 'commands', 'bin', `${command}.js`);
+}
+
+/** Throws unless every command has been built; call it in beforeAll. */
+export function assertCliBuilt(): void {
+  const missing = (
+    ['ov_init', 'ov_user_add', 'ov_user_delete', 'ov_user_list', 'ov_user_list_expired', 'ov_user_resend', 'ov_user_auto_renew'] as const
+  )
+    .map(cliBinPath)
+    .filter((p) => !existsSync(p));
+  if (missing.length > 0) {
+    throw new Error(`the CLI is not built (missing ${missing.join(', ')}): run npm run build first`);
+  }
+}
+
+export interface RunCliOptions {
+  /** Added to (and overriding) the test process's environment. `undefined` removes a variable. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Kills the command after this long; defaults to 60 s (ov_init makes a 3072-bit RSA key). */
+  readonly timeoutMs?: number;
+}
+
+/** Runs `node dist/commands/bin/<command>.js ...args` and resolves with its exit code and output. */
+export function runCli(command: CliCommand, args: readonly string[], opts: RunCliOptions = {}): Promise<CliResult> {
+  const bin = cliBinPath(command);
+  if (!existsSync(bin)) {
+    return Promise.reject(new Error(`${bin} does not exist: run npm run build first`));
+  }
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const [key, value] of Object.entries(opts.env ?? {})) {
+    if (value === undefined) delete env[key];
+    else env[key] = value;
+  }
+  const timeoutMs = opts.timeoutMs ?? 60_000;
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, [bin, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      if (timedOut) {
+        reject(new Error(`${command} ${args.join(' ')} did not finish within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+        return;
+      }
+      resolvePromise({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Like runCli, but throws with the command's output unless it exits 0; resolves with stdout. */
+export async function runCliOk(command: CliCommand, args: readonly string[], opts: RunCliOptions = {}): Promise<string> {
+  const res = await runCli(command, args, opts);
+  if (res.code !== 0) {
+    throw new Error(`${command} ${args.join(' ')} exited ${res.code}\nstdout: ${res.stdout}\nstderr: ${res.stderr}`);
+  }
+  return res.stdout;
+}
