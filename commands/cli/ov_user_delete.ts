@@ -1,5 +1,4 @@
 import * as E from 'fp-ts/lib/Either.js';
-import { z } from 'zod';
 import { CrlReason, Reason } from '../../domain/values.js';
 import { deleteUser, type DeleteUserResult } from '../use-cases/delete-user.js';
 import { PairFlags, pairFlags } from './flags.js';

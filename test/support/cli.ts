@@ -1,8 +1,9 @@
 // Runs the built CLI (dist/commands/bin/<command>.js) as a child process, the way an operator
 // does, so e2e tests exercise argument parsing, exit codes and output exactly as shipped.
 
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -99,4 +100,72 @@ export async function runCliOk(command: CliCommand, args: readonly string[], opt
     throw new Error(`${command} ${args.join(' ')} exited ${res.code}\nstdout: ${res.stdout}\nstderr: ${res.stderr}`);
   }
   return res.stdout;
+}
+
+/**
+ * Starts a command without waiting for it, for tests that race commands or kill one mid-way.
+ * `done` resolves when it has exited (by code or by signal) and its output is complete.
+ */
+export function spawnCli(
+  command: CliCommand,
+  args: readonly string[],
+  opts: Pick<RunCliOptions, 'env'> = {},
+): { readonly child: ChildProcess; readonly done: Promise<CliResult & { readonly signal: NodeJS.Signals | null }> } {
+  const bin = cliBinPath(command);
+  if (!existsSync(bin)) throw new Error(`${bin} does not exist: run npm run build first`);
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const [key, value] of Object.entries(opts.env ?? {})) {
+    if (value === undefined) delete env[key];
+    else env[key] = value;
+  }
+  const child = spawn(process.execPath, [bin, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const done = new Promise<CliResult & { signal: NodeJS.Signals | null }>((resolvePromise, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolvePromise({ code, signal, stdout, stderr }));
+  });
+  return { child, done };
+}
+
+/** What snapshotTree records of one file: enough to tell that nothing wrote to it. */
+export interface FileFacts {
+  /** Permission bits, e.g. 0o600. */
+  readonly mode: number;
+  readonly size: number;
+  readonly sha256: string;
+  readonly mtimeMs: number;
+}
+
+/**
+ * Every regular file under `dir` (recursively), by path relative to `dir`, in sorted order. Two
+ * equal snapshots mean no file was created, removed, rewritten, touched or re-moded. Directories
+ * are not recorded: SQLite creates and removes its -wal/-shm files beside the database whenever
+ * it is opened, which bumps the directory's mtime without changing anything inside. Returns an
+ * empty map when `dir` does not exist.
+ */
+export function snapshotTree(dir: string): Map<string, FileFacts> {
+  const files = new Map<string, FileFacts>();
+  if (!existsSync(dir)) return files;
+  const walk = (rel: string): void => {
+    for (const entry of readdirSync(join(dir, rel), { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const path = rel === '' ? entry.name : join(rel, entry.name);
+      if (entry.isDirectory()) {
+        walk(path);
+        continue;
+      }
+      const abs = join(dir, path);
+      const st = lstatSync(abs);
+      files.set(path, {
+        mode: st.mode & 0o7777,
+        size: st.size,
+        sha256: st.isFile() ? createHash('sha256').update(readFileSync(abs)).digest('hex') : `symlink:${readlinkSync(abs)}`,
+        mtimeMs: st.mtimeMs,
+      });
+    }
+  };
+  walk('');
+  return files;
 }
