@@ -6,6 +6,7 @@ import type { EventStore } from '../adapters/eventstore/event-store.js';
 import type { StateLayout } from '../adapters/fs/state-layout.js';
 import type { ProfileMailer } from '../adapters/mail/profile-mailer.js';
 import type { CrlPublisher } from '../adapters/pki/crl-publisher.js';
+import type { LeaseResult } from '../adapters/sqlite/job-lease.js';
 import type { Traffic } from '../domain/values.js';
 import type { EmailSettings } from '../infra/config/email-conf.js';
 import type { GatewaySettings } from '../infra/config/gateway-conf.js';
@@ -26,6 +27,8 @@ export interface Ledger {
   /** Applies every event not yet in the read models. */
   catchUp(): Promise<void>;
   createMailer(settings: EmailSettings): ProfileMailer;
+  /** Exclusive lease for a job; see adapters/sqlite/job-lease.ts. */
+  acquireLease(name: string, termMs: number): LeaseResult;
   close(): Promise<void>;
 }
 

@@ -58,9 +58,20 @@ export const ProfileResentV1 = z.object({
   via: DeliveryVia,
 });
 
+/**
+ * A certificate signed for a renewal, recorded before it leaves the gateway: every certificate
+ * that could ever connect is in the log, so a delete can revoke it even if the renewal then failed.
+ */
+export const RenewalCertificateIssuedV1 = z.object({
+  expirationDate: CalendarDate,
+  certificate: IssuedCertificate,
+});
+
 export const RenewalFailedV1 = z.object({
   reason: z.string().min(1),
   lastLogLine: z.string(),
+  /** The certificate signed for the failed attempt, if it got that far; it is never the current one. */
+  abandonedSerial: SerialHex.optional(),
 });
 
 export const AutoRenewToggledV1 = z.object({});
@@ -87,6 +98,7 @@ export const CURRENT_SCHEMAS = {
   GatewayInitialized: { version: 1, schema: GatewayInitializedV1 },
   ProfileIssued: { version: 2, schema: ProfileIssuedV2 },
   ProfileRenewed: { version: 1, schema: ProfileRenewedV1 },
+  RenewalCertificateIssued: { version: 1, schema: RenewalCertificateIssuedV1 },
   ProfileRevoked: { version: 1, schema: ProfileRevokedV1 },
   ProfileResent: { version: 1, schema: ProfileResentV1 },
   ProfileDeliveryFailed: { version: 1, schema: ProfileDeliveryFailedV1 },

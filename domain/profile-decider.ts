@@ -5,7 +5,7 @@
 // inside the command, so the same inputs always give the same answer.
 import * as E from 'fp-ts/lib/Either.js';
 import type { IssuedCertificate, ProfileEvent } from './events.js';
-import { type CalendarDate, type CrlReason, type Email, type Traffic, daysBetween } from './values.js';
+import { type CalendarDate, type CrlReason, type Email, type Traffic, addDays } from './values.js';
 
 export interface LiveCertificate {
   readonly serial: string;
@@ -28,6 +28,14 @@ export interface ActiveProfile {
   /** Every certificate of this generation; a renewal keeps the previous one valid until it expires. */
   readonly certificates: readonly LiveCertificate[];
   readonly routes: readonly string[];
+  /** Certificates signed for a renewal that has not completed (yet), by serial. */
+  readonly pendingRenewals: readonly PendingRenewal[];
+}
+
+export interface PendingRenewal {
+  readonly serial: string;
+  readonly expirationDate: CalendarDate;
+  readonly certificate: IssuedCertificate;
 }
 
 export type ProfileState =
@@ -67,7 +75,27 @@ export type ProfileCommand =
       readonly error: string;
     }
   | { readonly type: 'EnableAutoRenew' }
-  | { readonly type: 'DisableAutoRenew' };
+  | { readonly type: 'DisableAutoRenew' }
+  | {
+      /** Record the certificate signed for a renewal, before it is mailed. */
+      readonly type: 'PrepareRenewal';
+      readonly certificate: IssuedCertificate;
+      readonly today: CalendarDate;
+      readonly windowDays: number;
+    }
+  | {
+      /** The renewed profile was delivered: it becomes the current one. */
+      readonly type: 'CompleteRenewal';
+      readonly serial: string;
+      readonly today: CalendarDate;
+      readonly windowDays: number;
+    }
+  | {
+      readonly type: 'RecordRenewalFailure';
+      readonly reason: string;
+      readonly lastLogLine: string;
+      readonly abandonedSerial: string | undefined;
+    };
 
 export type ProfileError =
   | {
@@ -77,7 +105,10 @@ export type ProfileError =
       readonly expirationDate: CalendarDate;
     }
   | { readonly kind: 'NoActiveProfile' }
-  | { readonly kind: 'ExpirationNotAfterToday'; readonly expirationDate: CalendarDate; readonly today: CalendarDate };
+  | { readonly kind: 'ExpirationNotAfterToday'; readonly expirationDate: CalendarDate; readonly today: CalendarDate }
+  | { readonly kind: 'AutoRenewOff' }
+  | { readonly kind: 'NotDueForRenewal'; readonly expirationDate: CalendarDate; readonly dueFrom: CalendarDate }
+  | { readonly kind: 'UnknownRenewalCertificate'; readonly serial: string };
 
 export type Decision = E.Either<ProfileError, ProfileEvent[]>;
 
@@ -94,6 +125,24 @@ export function checkIssuable(
     return E.left({ kind: 'ExpirationNotAfterToday', expirationDate: request.expirationDate, today: request.today });
   }
   return E.right(true);
+}
+
+/**
+ * When an auto-renewing profile is due, and the expiration its renewal gets: the current one
+ * extended by the profile's original term, or, if the job has not run for longer than a term,
+ * a full term from today.
+ */
+export function renewalTerms(
+  state: ProfileState,
+  request: { readonly today: CalendarDate; readonly windowDays: number },
+): E.Either<ProfileError, { readonly expirationDate: CalendarDate }> {
+  if (state.status !== 'active') return E.left({ kind: 'NoActiveProfile' });
+  const p = state.profile;
+  if (!p.autoRenew) return E.left({ kind: 'AutoRenewOff' });
+  const dueFrom = addDays(p.expirationDate, -request.windowDays);
+  if (request.today < dueFrom) return E.left({ kind: 'NotDueForRenewal', expirationDate: p.expirationDate, dueFrom });
+  const extended = addDays(p.expirationDate, p.originalTermDays);
+  return E.right({ expirationDate: extended > request.today ? extended : addDays(request.today, p.originalTermDays) });
 }
 
 export function nextGeneration(state: ProfileState): number {
@@ -157,6 +206,36 @@ export function decide(command: ProfileCommand, state: ProfileState): Decision {
       return E.right(profile.autoRenew ? [] : [{ type: 'AutoRenewEnabled', data: {} }]);
     case 'DisableAutoRenew':
       return E.right(profile.autoRenew ? [{ type: 'AutoRenewDisabled', data: {} }] : []);
+    case 'PrepareRenewal': {
+      const terms = renewalTerms(state, command);
+      if (E.isLeft(terms)) return terms;
+      return E.right([
+        { type: 'RenewalCertificateIssued', data: { expirationDate: terms.right.expirationDate, certificate: command.certificate } },
+      ]);
+    }
+    case 'CompleteRenewal': {
+      const terms = renewalTerms(state, command);
+      if (E.isLeft(terms)) return terms;
+      const pending = profile.pendingRenewals.find((r) => r.serial === command.serial);
+      if (!pending) return E.left({ kind: 'UnknownRenewalCertificate', serial: command.serial });
+      return E.right([
+        {
+          type: 'ProfileRenewed',
+          data: { previousSerial: profile.currentSerial, expirationDate: pending.expirationDate, certificate: pending.certificate },
+        },
+      ]);
+    }
+    case 'RecordRenewalFailure':
+      return E.right([
+        {
+          type: 'RenewalFailed',
+          data: {
+            reason: command.reason,
+            lastLogLine: command.lastLogLine,
+            ...(command.abandonedSerial === undefined ? {} : { abandonedSerial: command.abandonedSerial }),
+          },
+        },
+      ]);
   }
 }
 
@@ -164,7 +243,6 @@ export function evolve(state: ProfileState, event: ProfileEvent): ProfileState {
   switch (event.type) {
     case 'ProfileIssued': {
       const d = event.data;
-      const issuedOn = d.certificate.notBefore.slice(0, 10);
       return {
         status: 'active',
         profile: {
@@ -175,11 +253,12 @@ export function evolve(state: ProfileState, event: ProfileEvent): ProfileState {
           firstName: d.firstName,
           lastName: d.lastName,
           expirationDate: d.expirationDate,
-          originalTermDays: Math.max(1, daysBetween(issuedOn, d.expirationDate)),
+          originalTermDays: termDays(d.certificate.notBefore, d.certificate.notAfter),
           autoRenew: d.autoRenew,
           currentSerial: d.certificate.serial,
           certificates: [{ serial: d.certificate.serial, notAfter: d.certificate.notAfter }],
           routes: d.routes,
+          pendingRenewals: [],
         },
       };
     }
@@ -192,7 +271,8 @@ export function evolve(state: ProfileState, event: ProfileEvent): ProfileState {
           ...state.profile,
           expirationDate: d.expirationDate,
           currentSerial: d.certificate.serial,
-          certificates: [...state.profile.certificates, { serial: d.certificate.serial, notAfter: d.certificate.notAfter }],
+          certificates: withCertificate(state.profile.certificates, d.certificate),
+          pendingRenewals: state.profile.pendingRenewals.filter((r) => r.serial !== d.certificate.serial),
         },
       };
     }
@@ -203,11 +283,46 @@ export function evolve(state: ProfileState, event: ProfileEvent): ProfileState {
     case 'AutoRenewDisabled':
       if (state.status !== 'active') return state;
       return { status: 'active', profile: { ...state.profile, autoRenew: event.type === 'AutoRenewEnabled' } };
+    case 'RenewalCertificateIssued': {
+      if (state.status !== 'active') return state;
+      const d = event.data;
+      return {
+        status: 'active',
+        profile: {
+          ...state.profile,
+          // Signed means it could connect: a delete must revoke it even if it never became current.
+          certificates: withCertificate(state.profile.certificates, d.certificate),
+          pendingRenewals: [
+            ...state.profile.pendingRenewals,
+            { serial: d.certificate.serial, expirationDate: d.expirationDate, certificate: d.certificate },
+          ],
+        },
+      };
+    }
+    case 'RenewalFailed': {
+      if (state.status !== 'active') return state;
+      const abandoned = event.data.abandonedSerial;
+      return abandoned === undefined
+        ? state
+        : { status: 'active', profile: { ...state.profile, pendingRenewals: state.profile.pendingRenewals.filter((r) => r.serial !== abandoned) } };
+    }
     case 'ProfileResent':
     case 'ProfileDeliveryFailed':
-    case 'RenewalFailed':
       return state;
   }
+}
+
+function withCertificate(list: readonly LiveCertificate[], c: IssuedCertificate): readonly LiveCertificate[] {
+  return list.some((x) => x.serial === c.serial) ? list : [...list, { serial: c.serial, notAfter: c.notAfter }];
+}
+
+/**
+ * Whole days a certificate covers. notAfter is the last second of the expiration day and notBefore
+ * lies within the issue day (or minutes before), so the floor is the calendar days from issue to
+ * expiration.
+ */
+function termDays(notBefore: string, notAfter: string): number {
+  return Math.max(1, Math.floor((Date.parse(notAfter) - Date.parse(notBefore)) / 86_400_000));
 }
 
 export function stateFrom(events: readonly ProfileEvent[]): ProfileState {

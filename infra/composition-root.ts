@@ -9,6 +9,7 @@ import { ensureStateDirectories, stateLayout } from '../adapters/fs/state-layout
 import { createProfileMailer } from '../adapters/mail/profile-mailer.js';
 import { encodeRevokedEntry } from '../adapters/pki/crl-encoder.js';
 import { CrlPublisher } from '../adapters/pki/crl-publisher.js';
+import { acquireLease } from '../adapters/sqlite/job-lease.js';
 import { openSqliteDatabase } from '../adapters/sqlite/open-database.js';
 import type { Ledger } from '../commands/ledger.js';
 import { misconfigured, refused, type Failure } from '../commands/failure.js';
@@ -36,13 +37,25 @@ export function loadEmailSettings(env: Environment): E.Either<Failure, EmailSett
   return E.mapLeft((e: { message: string }) => misconfigured(e.message))(parseEmailConf(readFileSync(path, 'utf8'), path));
 }
 
+/**
+ * Refuses when ov_init has not run. Commands check this before their configuration, so a fresh
+ * machine is told to run ov_init (which writes the email.conf template) rather than to write
+ * email.conf by hand first.
+ */
+export function requireInitialised(env: Environment): E.Either<Failure, true> {
+  return existsSync(stateLayout(env.stateDir).database)
+    ? E.right(true)
+    : E.left(refused(`no gateway state in ${env.stateDir}: run ov_init --public-host HOST first (or set OVL_STATE_DIR)`));
+}
+
 export async function openLedger(env: Environment, command: string, mode: OpenMode): Promise<E.Either<Failure, Ledger>> {
   const chain = verifyUpcasterChain();
   if (E.isLeft(chain)) throw new Error(`event upcaster chain is broken: ${chain.left}`);
 
   const layout = stateLayout(env.stateDir);
-  if (mode === 'existing' && !existsSync(layout.database)) {
-    return E.left(refused(`no gateway state in ${env.stateDir}: run ov_init --public-host HOST first (or set OVL_STATE_DIR)`));
+  if (mode === 'existing') {
+    const initialised = requireInitialised(env);
+    if (E.isLeft(initialised)) return initialised;
   }
   const settings = loadGatewaySettings(env);
   if (E.isLeft(settings)) return settings;
@@ -75,6 +88,7 @@ export async function openLedger(env: Environment, command: string, mode: OpenMo
       await projections.catchUp((after, limit) => store.readAll({ after, limit }));
     },
     createMailer: (emailSettings) => createProfileMailer(emailSettings),
+    acquireLease: (name, termMs) => acquireLease(db, name, { now: ledger.clock.now(), termMs }),
     async close() {
       await store.close();
       db.close();

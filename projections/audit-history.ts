@@ -29,7 +29,8 @@ function detailsOf(event: LedgerEvent): Record<string, unknown> {
       const { certificate, ...rest } = event.data;
       return { ...rest, serial: certificate.serial, notAfter: certificate.notAfter };
     }
-    case 'ProfileRenewed': {
+    case 'ProfileRenewed':
+    case 'RenewalCertificateIssued': {
       const { certificate, ...rest } = event.data;
       return { ...rest, serial: certificate.serial, notAfter: certificate.notAfter };
     }
@@ -58,6 +59,8 @@ export function describeAuditRecord(r: AuditRecord): string {
       return `delivery of ${String(d['delivery'])} profile failed: ${String(d['error'])}`;
     case 'RenewalFailed':
       return `renewal failed: ${String(d['reason'])}`;
+    case 'RenewalCertificateIssued':
+      return `renewal certificate signed: serial ${String(d['serial'])}, expires ${String(d['expirationDate'])}`;
     case 'AutoRenewEnabled':
       return 'auto-renew enabled';
     case 'AutoRenewDisabled':

@@ -230,6 +230,17 @@ export class SqliteProjectionStore {
       .map((r) => JSON.parse(r.row) as UserRow);
   }
 
+  /** Active auto-renewing profiles expiring on or before `cutoff` (the renewal job's work list). */
+  renewalCandidates(cutoff: CalendarDate): UserRow[] {
+    return this.db
+      .prepare<[string], { row: string }>(
+        `SELECT row FROM users WHERE status = 'active' AND expiration_date <= ? ORDER BY expiration_date, email, traffic`,
+      )
+      .all(cutoff)
+      .map((r) => JSON.parse(r.row) as UserRow)
+      .filter((u) => u.autoRenew);
+  }
+
   serialExists(serial: string): boolean {
     return this.db.prepare('SELECT 1 FROM certificates WHERE serial = ?').get(serial) !== undefined;
   }

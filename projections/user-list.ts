@@ -71,5 +71,7 @@ export function evolveUserRow(row: UserRow | undefined, event: Envelope<ProfileE
       return { ...row, undelivered: { at, error: event.data.error } };
     case 'ProfileResent':
       return { ...row, undelivered: null };
+    case 'RenewalCertificateIssued':
+      return row;
   }
 }

@@ -1,7 +1,7 @@
 // X.509 certificates for the gateway: the CA, the OpenVPN server and the clients. node-forge
 // builds the certificate structure; the signature is made by Node's native crypto, which is two
 // orders of magnitude faster than forge's JavaScript RSA (33 ms per signature here).
-import { createHash, createPrivateKey, generateKeyPair, sign as nativeSign } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPair, sign as nativeSign } from 'node:crypto';
 import { promisify } from 'node:util';
 import forge from 'node-forge';
 
@@ -62,10 +62,11 @@ export interface CaMaterial {
 type Extension = Record<string, unknown>;
 
 function subjectKeyIdentifier(publicKeyPem: string): string {
-  const spki = forge.pki.publicKeyToAsn1(forge.pki.publicKeyFromPem(publicKeyPem));
-  const keyBits = (spki.value as forge.asn1.Asn1[])[1]?.value as string;
-  // RFC 5280 method 1: SHA-1 of the subjectPublicKey bits, without the unused-bits byte.
-  return createHash('sha1').update(Buffer.from(keyBits.slice(1), 'binary')).digest('binary');
+  // RFC 5280 method 1: SHA-1 of the subjectPublicKey bits, without the unused-bits byte; for RSA
+  // those bits are the DER RSAPublicKey (PKCS#1). (forge's BIT STRING holds parsed ASN.1, not
+  // bytes, so slicing its value hashed nothing: every authorityKeyIdentifier was SHA-1 of "".)
+  const rsaPublicKey = createPublicKey(publicKeyPem).export({ type: 'pkcs1', format: 'der' });
+  return createHash('sha1').update(rsaPublicKey).digest('binary');
 }
 
 function build(options: {

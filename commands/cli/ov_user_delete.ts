@@ -35,7 +35,7 @@ export const spec: CommandSpec<typeof Schema> = {
 function sessionsLine(s: DeleteUserResult['sessions']): string {
   switch (s.kind) {
     case 'killed':
-      return `Live sessions ended (${s.reply}).`;
+      return `Live sessions ended: ${s.sessions} (the client was told to stop).`;
     case 'not-connected':
       return 'No live session to end.';
     case 'no-server':

@@ -4,7 +4,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import yargs, { type Argv } from 'yargs';
 import type { z } from 'zod';
 import { EventStoreUnavailableError, WrongExpectedRevisionError } from '../../adapters/eventstore/event-store.js';
-import { openLedger, type OpenMode } from '../../infra/composition-root.js';
+import { openLedger, requireInitialised, type OpenMode } from '../../infra/composition-root.js';
 import { readEnvironment, type Environment } from '../../infra/environment.js';
 import { EXIT, type Failure } from '../failure.js';
 import type { Ledger } from '../ledger.js';
@@ -27,6 +27,40 @@ export function flagError(error: z.ZodError): string {
   if (!issue) return 'invalid flags';
   const key = issue.path[0];
   return key === undefined ? issue.message : `--${kebab(String(key))} ${issue.message}`;
+}
+
+/**
+ * yargs names flags without their dashes ("Missing required argument: email", "Unknown argument:
+ * colour"); say them the way the operator types them, like every other flag error does.
+ */
+export function usageMessage(message: string, argv: readonly string[]): string {
+  const listed = (names: string) => names.split(', ').filter(Boolean);
+  const missing = /^Missing required arguments?: (.+)$/.exec(message);
+  if (missing) {
+    const flags = listed(missing[1] ?? '').map((n) => `--${n}`);
+    return `${flags.join(', ')} ${flags.length === 1 ? 'is' : 'are'} required`;
+  }
+  const unknown = /^Unknown arguments?: (.+)$/.exec(message);
+  if (unknown) {
+    const end = argv.indexOf('--');
+    const typed = (end < 0 ? argv : argv.slice(0, end)).filter((a) => /^-[^\d]/.test(a)).map((a) => a.split('=')[0] ?? a);
+    const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+    // yargs reports `--no-colour` as "colour" and a kebab flag also in camelCase: map back to what was typed.
+    const asTyped = (name: string) =>
+      typed.find((t) => {
+        const bare = t.replace(/^-+/, '');
+        return [bare, camel(bare), bare.replace(/^no-/, ''), camel(bare.replace(/^no-/, ''))].includes(name);
+      });
+    const names = listed(unknown[1] ?? '');
+    const flags = [...new Set(names.map(asTyped).filter((f) => f !== undefined))];
+    const extra = names.filter((n) => asTyped(n) === undefined).map((n) => JSON.stringify(n));
+    const plural = (n: number, word: string) => (n === 1 ? word : `${word}s`);
+    return [
+      ...(flags.length > 0 ? [`unknown ${plural(flags.length, 'flag')} ${flags.join(', ')}`] : []),
+      ...(extra.length > 0 ? [`unexpected ${plural(extra.length, 'argument')} ${extra.join(', ')}`] : []),
+    ].join('; ');
+  }
+  return message;
 }
 
 export async function runCli<S extends z.ZodType>(spec: CommandSpec<S>, argv: readonly string[]): Promise<number> {
@@ -52,7 +86,7 @@ export async function runCli<S extends z.ZodType>(spec: CommandSpec<S>, argv: re
         usageError = msg || err?.message || 'invalid flags';
       });
     parsedFlags = (await parser.parseAsync()) as Record<string, unknown>;
-    if (usageError !== undefined) return fail(EXIT.usage, `${usageError.replace(/\n/g, ' ')} (see --help)`);
+    if (usageError !== undefined) return fail(EXIT.usage, `${usageMessage(usageError, argv).replace(/\n/g, ' ')} (see --help)`);
     if (parsedFlags['help'] === true) return EXIT.ok;
   } catch (error) {
     return fail(EXIT.usage, (error as Error).message);
@@ -64,6 +98,11 @@ export async function runCli<S extends z.ZodType>(spec: CommandSpec<S>, argv: re
 
   const env = readEnvironment(process.env);
   if (E.isLeft(env)) return fail(EXIT.configuration, env.left);
+
+  if (spec.open === 'existing') {
+    const initialised = requireInitialised(env.right);
+    if (E.isLeft(initialised)) return fail(initialised.left.exitCode, initialised.left.message);
+  }
 
   if (spec.precheck) {
     const ok = spec.precheck(input.data, env.right);

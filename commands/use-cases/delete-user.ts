@@ -2,7 +2,7 @@
 // OpenVPN re-reads before each handshake, and end the pair's live sessions.
 import { existsSync } from 'node:fs';
 import * as E from 'fp-ts/lib/Either.js';
-import { killClientSessions, type KillOutcome } from '../../adapters/openvpn/management.js';
+import { endClientSessions, type KillOutcome } from '../../adapters/openvpn/management.js';
 import type { CrlPublication } from '../../adapters/pki/crl-publisher.js';
 import { decide } from '../../domain/profile-decider.js';
 import type { CrlReason, Email, Traffic } from '../../domain/values.js';
@@ -37,7 +37,7 @@ export async function deleteUser(ledger: Ledger, input: DeleteUserInput): Promis
   ledger.log.info({ profileId: loaded.profileId, serials: revoked }, 'profile revoked');
   const crl = publishCrl(ledger);
   const sessions = existsSync(ledger.layout.managementSocket)
-    ? await killClientSessions(ledger.layout.managementSocket, loaded.profileId)
+    ? await endClientSessions(ledger.layout.managementSocket, loaded.profileId)
     : ({ kind: 'no-server' } as const);
   if (sessions.kind === 'unreachable') {
     ledger.log.warn({ reason: sessions.reason }, 'management interface unreachable; live sessions end at renegotiation');

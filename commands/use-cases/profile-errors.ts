@@ -13,5 +13,11 @@ export function explainProfileError(e: ProfileError, pair: { email: string; traf
       return refused(`${pair.email} has no active ${pair.traffic} profile`);
     case 'ExpirationNotAfterToday':
       return { exitCode: 2, message: `--expiration-date ${e.expirationDate} must be after today (${e.today})` };
+    case 'AutoRenewOff':
+      return refused(`auto-renew is off for the ${pair.traffic} profile of ${pair.email}`);
+    case 'NotDueForRenewal':
+      return refused(`the ${pair.traffic} profile of ${pair.email} expires ${e.expirationDate}: not due for renewal before ${e.dueFrom}`);
+    case 'UnknownRenewalCertificate':
+      return refused(`certificate ${e.serial} was not prepared for a renewal of this profile`);
   }
 }
