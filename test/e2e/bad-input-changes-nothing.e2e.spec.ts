@@ -5,11 +5,10 @@
 // One gateway for the whole file (ov_init makes a 3072-bit CA key): set up once with one user,
 // then every case below is run against it with a snapshot of every file before and after.
 
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, type ExpectStatic } from 'vitest';
 import { assertCliBuilt, runCli, runCliOk, snapshotTree, type CliCommand, type FileFacts } from '../support/cli.js';
 
 /** YYYY-MM-DD, `days` after today (UTC). */
@@ -358,7 +357,8 @@ describe('given no ov_init yet, every command is refused with exit 3 and creates
     { command: 'ov_user_auto_renew', args: ['--email', 'bob@example.com', '--traffic', 'all', '--enable'] },
   ];
 
-  async function expectNotInitialised(dirs: { state: string; config: string }, command: CliCommand, args: string[]) {
+  // Each case has directories of its own, so they can run side by side.
+  async function expectNotInitialised(expect: ExpectStatic, dirs: { state: string; config: string }, command: CliCommand, args: string[]) {
     const configBefore = snapshotTree(dirs.config);
     const res = await runCli(command, args, { env: envFor(dirs) });
     const lines = res.stderr.replace(/\n$/, '').split('\n');
@@ -368,21 +368,24 @@ describe('given no ov_init yet, every command is refused with exit 3 and creates
     expect(snapshotTree(dirs.config)).toEqual(configBefore);
   }
 
-  it.each(commands)('when $command runs on a machine with neither state nor config, then exit 3 pointing at ov_init', async ({ command, args }) => {
-    const fresh = mkdtempSync(join(root, 'fresh-'));
-    const dirs = { state: join(fresh, 'state'), config: join(fresh, 'etc') };
-    await expectNotInitialised(dirs, command, args);
-    expect(existsSync(dirs.config)).toBe(false);
-  });
+  it.concurrent.for(commands)(
+    'when $command runs on a machine with neither state nor config, then exit 3 pointing at ov_init',
+    async ({ command, args }, { expect }) => {
+      const fresh = mkdtempSync(join(root, 'fresh-'));
+      const dirs = { state: join(fresh, 'state'), config: join(fresh, 'etc') };
+      await expectNotInitialised(expect, dirs, command, args);
+      expect(existsSync(dirs.config)).toBe(false);
+    },
+  );
 
-  it.each(commands.filter((c) => c.command === 'ov_user_add' || c.command === 'ov_user_resend'))(
+  it.concurrent.for(commands.filter((c) => c.command === 'ov_user_add' || c.command === 'ov_user_resend'))(
     'when $command runs with a valid email.conf but no state, then exit 3 pointing at ov_init',
-    async ({ command, args }) => {
+    async ({ command, args }, { expect }) => {
       const fresh = mkdtempSync(join(root, 'conf-only-'));
       const dirs = { state: join(fresh, 'state'), config: join(fresh, 'etc') };
       mkdirSync(dirs.config);
       writeFileSync(join(dirs.config, 'email.conf'), validEmailConf, { mode: 0o600 });
-      await expectNotInitialised(dirs, command, args);
+      await expectNotInitialised(expect, dirs, command, args);
     },
   );
 });

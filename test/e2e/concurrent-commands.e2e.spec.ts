@@ -6,7 +6,7 @@
 // One gateway for the file, mail to an outbox directory (no SMTP needed here).
 
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -183,17 +183,45 @@ describe('given an initialised gateway delivering to an outbox', () => {
 
   it('when ov_user_add is killed with SIGKILL at random moments, then the store stays readable, listed users have their profiles, and the next add succeeds or is refused with exit 3', async () => {
     const email = 'killed@example.com';
-    const rounds = 6;
+    const entries = (dir: string) => (existsSync(dir) ? readdirSync(dir, { recursive: true }).length : 0);
+    const keysDir = join(stateDir, 'keys', 'clients');
+    const profilesDir = join(stateDir, 'profiles');
+    // Moments to kill at: random instants over the command's life, and the instants its first
+    // key file, profile file or outbox file appears (the edges around the append).
+    let lastAddMs = 1200;
+    const triggers: { name: string; arm: () => () => boolean }[] = [
+      ...[1, 2, 3].map(() => ({
+        name: 'timer',
+        arm: () => {
+          const at = Date.now() + Math.round(Math.random() * lastAddMs);
+          return () => Date.now() >= at;
+        },
+      })),
+      ...(
+        [
+          ['key file', keysDir],
+          ['profile file', profilesDir],
+          ['outbox file', outboxDir],
+        ] as const
+      ).map(([name, dir]) => ({
+        name,
+        arm: () => {
+          const before = entries(dir);
+          return () => entries(dir) > before;
+        },
+      })),
+    ];
     const outcomes: string[] = [];
     let killedMidway = 0;
 
-    for (let round = 0; round < rounds; round++) {
-      // Spread over the command's life (start-up, key generation, files, append, mail), with jitter.
-      const delay = Math.round(150 + (round * 1300) / (rounds - 1) + (Math.random() - 0.5) * 150);
+    for (const [round, trigger] of triggers.entries()) {
+      const fire = trigger.arm();
+      const started = Date.now();
       const { child, done } = start('ov_user_add', addArgs(email));
-      await sleep(delay);
+      while (child.exitCode === null && child.signalCode === null && !fire() && Date.now() - started < 30_000) await sleep(1);
       child.kill('SIGKILL');
       const killed = await done;
+      const killedAfter = Date.now() - started;
       if (killed.signal === 'SIGKILL') killedMidway++;
       else expect(killed.code, killed.stderr).toBe(0);
 
@@ -205,14 +233,16 @@ describe('given an initialised gateway delivering to an outbox', () => {
       }
       const wasActive = users.some((u) => u.email === email);
 
+      const nextStarted = Date.now();
       const next = await run('ov_user_add', addArgs(email));
       expect([0, 3], `round ${round}: ${next.stderr}`).toContain(next.code);
+      if (next.code === 0) lastAddMs = Date.now() - nextStarted;
       if (next.code === 3) expect(oneLine(next)).toMatch(/killed@example\.com already has an active all profile/);
       expect(next.code === 3).toBe(wasActive);
       const after = (await listed()).filter((u) => u.email === email);
       expect(after).toHaveLength(1);
       expect(profileFileOf(after[0]!.serial)).toBeDefined();
-      outcomes.push(`${delay}ms:${killed.signal ?? `exit ${killed.code}`}${wasActive ? ' (event kept)' : ''}`);
+      outcomes.push(`${trigger.name} ${killedAfter}ms: ${killed.signal ?? `exit ${killed.code}`}${wasActive ? ', issued' : ', not issued'}`);
 
       await runOk('ov_user_delete', ['--email', email, '--traffic', 'all']);
     }
@@ -228,6 +258,6 @@ describe('given an initialised gateway delivering to an outbox', () => {
     expect(killedMidway).toBeGreaterThan(0);
     const referenced = new Set(issuedSerials());
     const orphans = clientFilesOnDisk().keys.filter((k) => !referenced.has(k.replace(/\.key$/, '')));
-    console.info(`SIGKILL rounds: ${outcomes.join(', ')}; unreferenced client key files left: ${orphans.length}`);
+    console.info(`SIGKILL rounds: ${outcomes.join('; ')}. Unreferenced client key files left: ${orphans.length}`);
   }, 240_000);
 });
