@@ -12,6 +12,8 @@ export const EXIT = {
 export interface Failure {
   readonly exitCode: (typeof EXIT)[keyof typeof EXIT];
   readonly message: string;
+  /** What the command did do before failing (a job's report), printed to stdout as on success. */
+  readonly output?: string;
 }
 
 export const refused = (message: string): Failure => ({ exitCode: EXIT.refused, message });

@@ -5,7 +5,7 @@
 // inside the command, so the same inputs always give the same answer.
 import * as E from 'fp-ts/lib/Either.js';
 import type { IssuedCertificate, ProfileEvent } from './events.js';
-import { type CalendarDate, type CrlReason, type Email, type Traffic, addDays } from './values.js';
+import { type CalendarDate, type CrlReason, type Email, type Traffic, addDays, daysBetween, utcDateOf } from './values.js';
 
 export interface LiveCertificate {
   readonly serial: string;
@@ -84,7 +84,7 @@ export type ProfileCommand =
       readonly windowDays: number;
     }
   | {
-      /** The renewed profile was delivered: it becomes the current one. */
+      /** The renewed profile was delivered: it becomes the current one (today/windowDays are not re-checked). */
       readonly type: 'CompleteRenewal';
       readonly serial: string;
       readonly today: CalendarDate;
@@ -214,8 +214,8 @@ export function decide(command: ProfileCommand, state: ProfileState): Decision {
       ]);
     }
     case 'CompleteRenewal': {
-      const terms = renewalTerms(state, command);
-      if (E.isLeft(terms)) return terms;
+      // The renewed profile has been mailed: it becomes the current one even if auto-renew was
+      // switched off (or the terms changed) while the mail was out. Only the signed certificate counts.
       const pending = profile.pendingRenewals.find((r) => r.serial === command.serial);
       if (!pending) return E.left({ kind: 'UnknownRenewalCertificate', serial: command.serial });
       return E.right([
@@ -317,12 +317,20 @@ function withCertificate(list: readonly LiveCertificate[], c: IssuedCertificate)
 }
 
 /**
- * Whole days a certificate covers. notAfter is the last second of the expiration day and notBefore
- * lies within the issue day (or minutes before), so the floor is the calendar days from issue to
- * expiration.
+ * How far before the moment of issue a client certificate's notBefore lies (the clock-skew
+ * allowance of commands/use-cases/issue-client-profile.ts).
+ */
+const NOT_BEFORE_BACKDATING_MS = 5 * 60_000;
+
+/**
+ * Calendar days from the issue day to the expiration day. notAfter is the last second of the
+ * expiration day; notBefore is the moment of issue minus the backdating, which for a profile issued
+ * in the first minutes of a UTC day lies on the previous day, so the issue day is taken from
+ * notBefore + the backdating (flooring the difference of the instants would count one day too many).
  */
 function termDays(notBefore: string, notAfter: string): number {
-  return Math.max(1, Math.floor((Date.parse(notAfter) - Date.parse(notBefore)) / 86_400_000));
+  const issueDay = utcDateOf(new Date(Date.parse(notBefore) + NOT_BEFORE_BACKDATING_MS));
+  return Math.max(1, daysBetween(issueDay, utcDateOf(new Date(Date.parse(notAfter)))));
 }
 
 export function stateFrom(events: readonly ProfileEvent[]): ProfileState {

@@ -27,7 +27,9 @@ export const spec: CommandSpec<typeof Schema> = {
     if (E.isLeft(result)) return result;
     const text = input.json ? JSON.stringify(result.right, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2) : render(result.right);
     // A failed renewal makes the run fail, after everything else was done and reported.
-    return result.right.failed.length > 0 ? E.left({ exitCode: EXIT.deliveryFailed, message: `${result.right.failed.length} renewal(s) failed; see ov_user_audit --stuck\n${text}`.trimEnd() }) : E.right(text);
+    return result.right.failed.length > 0
+      ? E.left({ exitCode: EXIT.deliveryFailed, message: `${result.right.failed.length} renewal(s) failed; see ov_user_audit --stuck`, output: text })
+      : E.right(text);
   },
 };
 

@@ -84,6 +84,7 @@ async function renewOne(
   const window = { today, windowDays: options.windowDays };
   let prepared: PreparedProfile | undefined;
   let preparedRecorded = false;
+  let delivered = false;
   try {
     const loaded = await loadProfile(ledger, user.email, user.traffic);
     const terms = renewalTerms(loaded.state, window);
@@ -123,8 +124,12 @@ async function renewOne(
       attachmentName: attachmentName(profile.traffic),
       profile: prepared.profile,
     });
+    delivered = true;
 
     const afterMail = await loadProfile(ledger, user.email, user.traffic);
+    // Deleted while the mail was out: the delete also revoked the mailed certificate (it was in the
+    // log before the mail left), so there is nothing to complete and nothing failed.
+    if (afterMail.state.status !== 'active') return { kind: 'skipped' };
     const completion = decide({ type: 'CompleteRenewal', serial, ...window }, afterMail.state);
     if (E.isLeft(completion)) throw new Error(explainProfileError(completion.left, user).message);
     // 'any': the mail is out; a concurrent toggle must not turn a delivered renewal into a failure.
@@ -133,16 +138,18 @@ async function renewOne(
     return { kind: 'renewed', result: { ...base, serial, expirationDate: terms.right.expirationDate, delivery } };
   } catch (error) {
     const reason = (error as Error).message ?? String(error);
-    const lastLogLine = `${new Date().toISOString()} ERROR ov_user_renew_due: renewal of ${user.traffic} profile ${user.profileId} failed: ${reason}`;
+    const lastLogLine = `${ledger.clock.now().toISOString()} ERROR ov_user_renew_due: renewal of ${user.traffic} profile ${user.profileId} failed: ${reason}`;
     ledger.log.error({ profileId: user.profileId, err: error }, `renewal failed: ${reason}`);
     await recordFailure(ledger, user, {
       type: 'RecordRenewalFailure',
       reason,
       lastLogLine,
-      abandonedSerial: preparedRecorded ? prepared?.certificate.serial : undefined,
+      // A mailed certificate is not abandoned: it stays pending (and revocable) and its files stay,
+      // so the next run or an operator can see what the user holds.
+      abandonedSerial: preparedRecorded && !delivered ? prepared?.certificate.serial : undefined,
     });
-    // The key never left the gateway: only the record of the signed certificate remains.
-    prepared?.discard();
+    // Not mailed: the key never left the gateway, only the record of the signed certificate remains.
+    if (!delivered) prepared?.discard();
     return { kind: 'failed', result: { ...base, reason } };
   }
 }

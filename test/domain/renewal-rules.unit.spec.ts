@@ -72,3 +72,20 @@ describe('renewing', () => {
     expect(E.isRight(renewalTerms(state, window))).toBe(true);
   });
 });
+
+describe('edge cases of the calendar and of concurrency', () => {
+  it('given a profile issued at 00:02 UTC (notBefore the evening before), then its term counts from the issue day', () => {
+    const justAfterMidnight = issued({
+      autoRenew: true,
+      expirationDate: '2027-01-31',
+      certificate: { ...certificate('11', '2027-01-31T23:59:59.000Z'), notBefore: '2026-12-31T23:57:00.000Z' },
+    });
+    expect(renewalTerms(stateFrom([justAfterMidnight]), { today: '2027-01-25', windowDays: 10 })).toEqual(E.right({ expirationDate: '2027-03-02' }));
+  });
+
+  it('given auto-renew switched off while the renewal mail was out, when the renewal completes, then it is still recorded', () => {
+    given([autoRenewing, prepared('22', '2029-02-28'), { type: 'AutoRenewDisabled', data: {} }])
+      .when({ type: 'CompleteRenewal', serial: '22', ...window })
+      .then([renewed('22', '11', '2029-02-28T23:59:59.000Z')]);
+  });
+});
