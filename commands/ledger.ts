@@ -2,7 +2,7 @@
 // from real adapters; tests can build it from in-memory ones.
 import type { Logger } from 'pino';
 import type { Clock } from '../adapters/clock/clock.js';
-import type { EventStore } from '../adapters/eventstore/event-store.js';
+import type { EventStore, RecordedEvent } from '../adapters/eventstore/event-store.js';
 import type { StateLayout } from '../adapters/fs/state-layout.js';
 import type { ProfileMailer } from '../adapters/mail/profile-mailer.js';
 import type { CrlPublisher } from '../adapters/pki/crl-publisher.js';
@@ -27,6 +27,11 @@ export interface Ledger {
   /** Applies every event not yet in the read models. */
   catchUp(): Promise<void>;
   createMailer(settings: EmailSettings): ProfileMailer;
+  /**
+   * Calls `visit` with every event in global order, all read inside ONE read transaction: a
+   * consistent snapshot of the log while other commands go on appending (WAL: they are not blocked).
+   */
+  readEventSnapshot(visit: (event: RecordedEvent) => void): { readonly count: number; readonly lastPosition: bigint };
   /** Exclusive lease for a job; see adapters/sqlite/job-lease.ts. */
   acquireLease(name: string, termMs: number): LeaseResult;
   close(): Promise<void>;

@@ -93,6 +93,33 @@ export const GatewayInitializedV1 = z.object({
   serverCommonName: z.string().min(1),
 });
 
+/**
+ * The networks found in the VPC's route tables (ov_init, ov_network_refresh), recorded in the
+ * gateway stream whenever they change: the set new partial profiles route and the one ov_status
+ * holds recorded profile routes against.
+ */
+export const NetworksDiscoveredV1 = z.object({
+  /** vpcCidrs and peeredCidrs together, normalised: what partial profiles route. */
+  routes: z.array(Cidr),
+  /** How they were found; only EC2 route tables so far. */
+  source: z.enum(['ec2-route-tables']),
+  vpcId: z.string().regex(/^vpc-[0-9a-f]+$/),
+  region: z.string().min(1),
+  vpcCidrs: z.array(Cidr),
+  peeredCidrs: z.array(Cidr),
+  /** The VPC's primary block (its resolver is at base + 2), when known. */
+  primaryCidr: Cidr.optional(),
+});
+
+/** A new server key and certificate signed by the unchanged CA, keeping the common name profiles verify. */
+export const ServerCertificateRenewedV1 = z.object({
+  serverCertificatePem: z.string().startsWith('-----BEGIN CERTIFICATE-----'),
+  serverCommonName: z.string().min(1),
+  serial: SerialHex,
+  previousSerial: SerialHex.optional(),
+  notAfter: IsoInstant,
+});
+
 /** Every event type with its current schema and version; the single source of truth. */
 export const CURRENT_SCHEMAS = {
   GatewayInitialized: { version: 1, schema: GatewayInitializedV1 },
@@ -105,6 +132,8 @@ export const CURRENT_SCHEMAS = {
   RenewalFailed: { version: 1, schema: RenewalFailedV1 },
   AutoRenewEnabled: { version: 1, schema: AutoRenewToggledV1 },
   AutoRenewDisabled: { version: 1, schema: AutoRenewToggledV1 },
+  NetworksDiscovered: { version: 1, schema: NetworksDiscoveredV1 },
+  ServerCertificateRenewed: { version: 1, schema: ServerCertificateRenewedV1 },
 } as const;
 
 export type EventType = keyof typeof CURRENT_SCHEMAS;
@@ -116,7 +145,13 @@ export type LedgerEvent = {
 
 export type EventOf<T extends EventType> = Extract<LedgerEvent, { type: T }>;
 
-export type ProfileEvent = Exclude<LedgerEvent, { type: 'GatewayInitialized' }>;
+/** Events of the gateway stream (the gateway's own settings and material), not of a profile. */
+export const GATEWAY_EVENT_TYPES = ['GatewayInitialized', 'NetworksDiscovered', 'ServerCertificateRenewed'] as const;
+export type GatewayEvent = Extract<LedgerEvent, { type: (typeof GATEWAY_EVENT_TYPES)[number] }>;
+export const isGatewayEvent = <T extends { type: string }>(event: T): event is Extract<T, { type: GatewayEvent['type'] }> =>
+  (GATEWAY_EVENT_TYPES as readonly string[]).includes(event.type);
+
+export type ProfileEvent = Exclude<LedgerEvent, GatewayEvent>;
 
 export const EventMetadata = z.object({
   /** Who did it: the operator behind sudo, else the user running the command. */

@@ -5,7 +5,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as E from 'fp-ts/lib/Either.js';
 import { fixedClock, systemClock } from '../adapters/clock/clock.js';
 import { SqliteEventStore } from '../adapters/eventstore/sqlite-event-store.js';
-import { ensureStateDirectories, stateLayout } from '../adapters/fs/state-layout.js';
+import type { EventStore } from '../adapters/eventstore/event-store.js';
+import { ensureReadModelSource, eventStoreIdentity, openRemoteEventStore } from './event-store-selection.js';
+import { ensureStateDirectories, stateLayout, type StateLayout } from '../adapters/fs/state-layout.js';
 import { createProfileMailer } from '../adapters/mail/profile-mailer.js';
 import { encodeRevokedEntry } from '../adapters/pki/crl-encoder.js';
 import { CrlPublisher } from '../adapters/pki/crl-publisher.js';
@@ -17,7 +19,10 @@ import { verifyUpcasterChain } from '../domain/upcasters.js';
 import { SqliteProjectionStore } from '../projections/sqlite-projection-store.js';
 import { parseEmailConf, type EmailSettings } from './config/email-conf.js';
 import { parseGatewayConf, type GatewaySettings } from './config/gateway-conf.js';
-import { emailConfPath, gatewayConfPath } from './config/paths.js';
+import { dnsConfPath, emailConfPath, gatewayConfPath } from './config/paths.js';
+import { DEFAULT_DNS_SETTINGS, parseDnsConf, type DnsSettings } from './config/dns-conf.js';
+import { discoverVpcNetworks, type NetworkDiscovery } from '../adapters/aws/vpc-networks.js';
+import { restartCommand, type RestartOpenvpn } from '../adapters/openvpn/restart-command.js';
 import type { Environment } from './environment.js';
 import { createLogger } from './logger.js';
 
@@ -26,7 +31,17 @@ export type OpenMode = 'initialise' | 'existing';
 export function loadGatewaySettings(env: Environment): E.Either<Failure, GatewaySettings> {
   const path = gatewayConfPath(env.configDir);
   const text = existsSync(path) ? readFileSync(path, 'utf8') : '';
-  return E.mapLeft((e: { message: string }) => misconfigured(e.message))(parseGatewayConf(text, path));
+  const gateway = E.mapLeft((e: { message: string }) => misconfigured(e.message))(parseGatewayConf(text, path));
+  if (E.isLeft(gateway)) return gateway;
+  const dns = loadDnsSettings(env);
+  return E.isLeft(dns) ? dns : E.right({ ...gateway.right, dns: dns.right });
+}
+
+/** dns.conf beside gateway.conf; a missing file means the defaults (the VPC's resolver, no split DNS). */
+export function loadDnsSettings(env: Environment): E.Either<Failure, DnsSettings> {
+  const path = dnsConfPath(env.configDir);
+  if (!existsSync(path)) return E.right(DEFAULT_DNS_SETTINGS);
+  return E.mapLeft((e: { message: string }) => misconfigured(e.message))(parseDnsConf(readFileSync(path, 'utf8'), path));
 }
 
 export function loadEmailSettings(env: Environment): E.Either<Failure, EmailSettings> {
@@ -59,11 +74,15 @@ export async function openLedger(env: Environment, command: string, mode: OpenMo
   }
   const settings = loadGatewaySettings(env);
   if (E.isLeft(settings)) return settings;
+  // OVL_EVENT_STORE set: the log is in EventStoreDB; the read models stay in the local file.
+  const remote = await openRemoteEventStore(env);
+  if (E.isLeft(remote)) return remote;
   if (mode === 'initialise') ensureStateDirectories(layout);
 
   const log = createLogger(env, command);
   const db = openSqliteDatabase(layout.database);
   const store = new SqliteEventStore(db);
+  const events: EventStore = remote.right ?? store;
   const projections = new SqliteProjectionStore(db, {
     encodeCrlEntry: (e) => encodeRevokedEntry({ serialHex: e.serial, revokedAt: new Date(e.revokedAt), reason: e.reason }),
   });
@@ -72,7 +91,7 @@ export async function openLedger(env: Environment, command: string, mode: OpenMo
 
   const ledger: Ledger = {
     layout,
-    store,
+    store: events,
     projections,
     crl,
     clock: env.now ? fixedClock(env.now) : systemClock,
@@ -85,16 +104,91 @@ export async function openLedger(env: Environment, command: string, mode: OpenMo
       return `p${createHmac('sha256', profileIdKey).update(`${email}\n${traffic}`).digest('hex').slice(0, 24)}`;
     },
     async catchUp() {
-      await projections.catchUp((after, limit) => store.readAll({ after, limit }));
+      await projections.catchUp((after, limit) => events.readAll({ after, limit }));
     },
     createMailer: (emailSettings) => createProfileMailer(emailSettings),
     acquireLease: (name, termMs) => acquireLease(db, name, { now: ledger.clock.now(), termMs }),
+    readEventSnapshot(visit) {
+      if (events !== store) throw new Error('a snapshot of the log is read from the embedded store only; OVL_EVENT_STORE names an EventStoreDB');
+      // A deferred transaction: its snapshot is taken at the first read and holds for every page.
+      return db
+        .transaction(() => {
+          let count = 0;
+          let lastPosition = 0n;
+          for (;;) {
+            const page = store.readAllSync({ after: lastPosition, limit: 5_000 });
+            if (page.length === 0) return { count, lastPosition };
+            for (const event of page) {
+              visit(event);
+              count++;
+              lastPosition = event.position;
+            }
+          }
+        })
+        .deferred();
+    },
     async close() {
-      await store.close();
+      await events.close();
       db.close();
       log.flush();
     },
   };
+  await ensureReadModelSource(db, projections, eventStoreIdentity(env), (after, limit) => events.readAll({ after, limit }), log);
   await ledger.catchUp();
   return E.right(ledger);
+}
+
+/** The adapters of a state directory being built from scratch (by ov_restore, in its staging directory). */
+export interface FreshState {
+  readonly store: SqliteEventStore;
+  readonly projections: SqliteProjectionStore;
+  readonly crl: CrlPublisher;
+  close(): void;
+}
+
+/** Opens (creating) the SQLite file of `layout` with the event store, read models and CRL publisher over it. */
+export function openFreshState(layout: StateLayout): FreshState {
+  const db = openSqliteDatabase(layout.database);
+  const store = new SqliteEventStore(db);
+  const projections = new SqliteProjectionStore(db, {
+    encodeCrlEntry: (e) => encodeRevokedEntry({ serialHex: e.serial, revokedAt: new Date(e.revokedAt), reason: e.reason }),
+  });
+  const crl = new CrlPublisher(db, projections, { crlPath: layout.crl, caCertPath: layout.caCert, caKeyPath: layout.caKey });
+  return {
+    store,
+    projections,
+    crl,
+    close: () => {
+      if (db.open) db.close();
+    },
+  };
+}
+
+// ---- the gateway on AWS: network discovery and the OpenVPN restart fallback ----
+
+/** gateway.conf opts in to discovery at ov_init: VPC_ID or AWS_REGION set, ROUTES not. */
+export function discoveryConfigured(settings: GatewaySettings): boolean {
+  return settings.routes.length === 0 && (settings.aws.vpcId !== undefined || settings.aws.region !== undefined);
+}
+
+/**
+ * Network discovery with the EC2 client: VPC_ID and AWS_REGION from gateway.conf, the endpoint
+ * and instance metadata from the SDK's standard variables, credentials from the SDK's chain.
+ */
+export function networkDiscoveryFor(env: Environment, settings: GatewaySettings): NetworkDiscovery {
+  // The SDK warns on Node 20 that releases after January 2027 need Node 22; operators cannot act
+  // on that, and it would land in their output. This is the SDK's documented switch.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  return () =>
+    discoverVpcNetworks({
+      vpcId: settings.aws.vpcId,
+      region: settings.aws.region ?? env.aws.region,
+      endpoint: env.aws.ec2Endpoint,
+      instanceMetadataEndpoint: env.aws.instanceMetadataEndpoint,
+    });
+}
+
+/** RESTART_COMMAND from gateway.conf, ready to run. */
+export function openvpnRestartFor(settings: GatewaySettings): RestartOpenvpn {
+  return restartCommand(settings.restartCommand);
 }

@@ -38,6 +38,10 @@ function detailsOf(event: LedgerEvent): Record<string, unknown> {
       const { caCertificatePem: _ca, serverCertificatePem: _server, ...rest } = event.data;
       return rest;
     }
+    case 'ServerCertificateRenewed': {
+      const { serverCertificatePem: _pem, ...rest } = event.data;
+      return rest;
+    }
     default:
       return { ...event.data };
   }
@@ -67,5 +71,9 @@ export function describeAuditRecord(r: AuditRecord): string {
       return 'auto-renew disabled';
     case 'GatewayInitialized':
       return `gateway initialised for ${String(d['publicHost'])}:${String(d['port'])}`;
+    case 'NetworksDiscovered':
+      return `networks of ${String(d['vpcId'])} recorded: ${(d['routes'] as string[]).join(' ')}`;
+    case 'ServerCertificateRenewed':
+      return `server certificate renewed: serial ${String(d['previousSerial'] ?? '?')} → ${String(d['serial'])}, valid until ${String(d['notAfter'])}`;
   }
 }

@@ -4,7 +4,7 @@
 // processes catching up at once never apply an event twice.
 import type BetterSqlite3 from 'better-sqlite3';
 import * as E from 'fp-ts/lib/Either.js';
-import type { Envelope, ProfileEvent } from '../domain/events.js';
+import { isGatewayEvent, type Envelope, type ProfileEvent } from '../domain/events.js';
 import { decodeStoredEvent, describeDecodeError, type StoredEventLike } from '../domain/upcasters.js';
 import type { CalendarDate, CrlReason, Traffic } from '../domain/values.js';
 import { auditRecordOf, type AuditRecord } from './audit-history.js';
@@ -175,16 +175,16 @@ export class SqliteProjectionStore {
       audit.actor,
       JSON.stringify(audit.details),
     );
-    if (event.type === 'GatewayInitialized') {
+    if (isGatewayEvent(event)) {
       const previous = this.stmt.gateway.get();
       const next = evolveGateway(previous ? (JSON.parse(previous.row) as GatewayRow) : undefined, event);
-      this.stmt.setGateway.run(JSON.stringify(next));
+      if (next) this.stmt.setGateway.run(JSON.stringify(next));
       return;
     }
     const profileEvent = event as Envelope<ProfileEvent>;
     const before = users.has(event.streamId) ? users.get(event.streamId) : this.userRow(event.streamId);
     users.set(event.streamId, evolveUserRow(before, profileEvent));
-    if (profileEvent.type === 'ProfileIssued' || profileEvent.type === 'ProfileRenewed') {
+    if (profileEvent.type === 'ProfileIssued' || profileEvent.type === 'ProfileRenewed' || profileEvent.type === 'RenewalCertificateIssued') {
       const c = profileEvent.data.certificate;
       this.stmt.insertCertificate.run(c.serial, event.streamId, c.notAfter);
     }
@@ -278,6 +278,119 @@ export class SqliteProjectionStore {
         actor: r.actor,
         details: JSON.parse(r.details) as Record<string, unknown>,
       }));
+  }
+
+  // ---- audit queries (ov_user_audit; see projections/as-of-view.ts for the AuditView they answer) ----
+
+  /** Profiles whose current generation is active, revoked, and active with an unresolved renewal failure. */
+  userCounts(): { active: number; revoked: number; stuck: number } {
+    const r = this.db
+      .prepare<[], { active: number | null; revoked: number | null; stuck: number | null }>(
+        `SELECT SUM(status = 'active') AS active, SUM(status = 'revoked') AS revoked,
+           SUM(status = 'active' AND json_extract(row, '$.lastRenewalFailure') IS NOT NULL) AS stuck
+         FROM users`,
+      )
+      .get();
+    return { active: r?.active ?? 0, revoked: r?.revoked ?? 0, stuck: r?.stuck ?? 0 };
+  }
+
+  /** Active profiles whose expiration date lies in [from, to], by expiration date, email, traffic. */
+  activeExpiringBetween(from: CalendarDate, to: CalendarDate): UserRow[] {
+    return this.db
+      .prepare<[string, string], { row: string }>(
+        `SELECT row FROM users WHERE status = 'active' AND expiration_date >= ? AND expiration_date <= ?
+         ORDER BY expiration_date, email, traffic`,
+      )
+      .all(from, to)
+      .map((r) => JSON.parse(r.row) as UserRow);
+  }
+
+  /** Active profiles whose last renewal attempt failed and that were not renewed since, by failure time. */
+  stuckUsers(): UserRow[] {
+    return this.db
+      .prepare<[], { row: string }>(
+        `SELECT row FROM users WHERE status = 'active' AND json_extract(row, '$.lastRenewalFailure') IS NOT NULL
+         ORDER BY json_extract(row, '$.lastRenewalFailure.at'), email, traffic`,
+      )
+      .all()
+      .map((r) => JSON.parse(r.row) as UserRow);
+  }
+
+  /** ProfileRenewed events, and the profile streams that have at least one. */
+  renewalCounts(): { renewals: number; renewedProfiles: number } {
+    const r = this.db
+      .prepare<[], { renewals: number; renewedProfiles: number }>(
+        `SELECT COUNT(*) AS renewals, COUNT(DISTINCT stream_id) AS renewedProfiles FROM audit_log WHERE type = 'ProfileRenewed'`,
+      )
+      .get();
+    return { renewals: r?.renewals ?? 0, renewedProfiles: r?.renewedProfiles ?? 0 };
+  }
+
+  /**
+   * Audit records of one type with from <= at < before (string comparison, so a bare YYYY-MM-DD
+   * works as a bound), in log order, with the pair of the stream each belongs to.
+   */
+  auditOfTypeWithPair(
+    type: AuditRecord['type'],
+    range: { readonly from?: string | undefined; readonly before?: string | undefined },
+  ): Array<AuditRecord & { email: string; traffic: Traffic }> {
+    return this.db
+      .prepare<
+        [string, string | null, string | null, string | null, string | null],
+        { position: number; stream_id: string; type: AuditRecord['type']; at: string; actor: string; details: string; email: string; traffic: Traffic }
+      >(
+        `SELECT a.position, a.stream_id, a.type, a.at, a.actor, a.details, u.email, u.traffic
+         FROM audit_log a JOIN users u ON u.stream_id = a.stream_id
+         WHERE a.type = ? AND (? IS NULL OR a.at >= ?) AND (? IS NULL OR a.at < ?)
+         ORDER BY a.position`,
+      )
+      .all(type, range.from ?? null, range.from ?? null, range.before ?? null, range.before ?? null)
+      .map((r) => ({
+        position: BigInt(r.position),
+        streamId: r.stream_id,
+        type: r.type,
+        at: r.at,
+        actor: r.actor,
+        details: JSON.parse(r.details) as Record<string, unknown>,
+        email: r.email,
+        traffic: r.traffic,
+      }));
+  }
+
+  // ---- network queries (ov_status, ov_network_refresh) ----
+
+  /**
+   * Active partial profiles grouped by the route set recorded when they were issued: a handful of
+   * distinct sets however many profiles there are. `routes` is null for rows projected before
+   * routes were kept in the row (a rebuild fills it in).
+   */
+  activePartialRouteSets(): Array<{ routes: string[] | null; count: number }> {
+    return this.db
+      .prepare<[], { routes: string | null; count: number }>(
+        `SELECT json_extract(row, '$.routes') AS routes, COUNT(*) AS count FROM users
+         WHERE status = 'active' AND traffic = 'partial' GROUP BY 1 ORDER BY 1`,
+      )
+      .all()
+      .map((r) => ({ routes: r.routes === null ? null : (JSON.parse(r.routes) as string[]), count: r.count }));
+  }
+
+  /** Active partial profiles issued with exactly this route set (as activePartialRouteSets gave it). */
+  activePartialUsersWithRoutes(routes: readonly string[]): UserRow[] {
+    return this.db
+      .prepare<[string], { row: string }>(
+        `SELECT row FROM users WHERE status = 'active' AND traffic = 'partial' AND json_extract(row, '$.routes') = ?
+         ORDER BY email`,
+      )
+      .all(JSON.stringify(routes))
+      .map((r) => JSON.parse(r.row) as UserRow);
+  }
+
+  /** The rows of these profile ids (certificate common names), for naming connected clients. */
+  usersByProfileIds(profileIds: readonly string[]): UserRow[] {
+    if (profileIds.length === 0) return [];
+    // A profile's stream id is `profile-<id>`: the primary key, so each look-up is one index probe.
+    const statement = this.db.prepare<[string, string], { row: string }>('SELECT row FROM users WHERE stream_id = ? AND profile_id = ?');
+    return profileIds.flatMap((id) => statement.all(`profile-${id}`, id).map((r) => JSON.parse(r.row) as UserRow));
   }
 
   /** A canonical dump of every read model, to prove a rebuild gives the identical result. */

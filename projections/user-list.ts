@@ -23,6 +23,11 @@ export interface UserRow {
   readonly lastRenewalFailure: { readonly at: string; readonly reason: string; readonly lastLogLine: string } | null;
   /** The last delivery failure since the last successful delivery, if any. */
   readonly undelivered: { readonly at: string; readonly error: string } | null;
+  /**
+   * The networks the profile routes, as recorded when it was issued (empty for `all`); absent in
+   * rows projected by a release before 0.2, until a rebuild.
+   */
+  readonly routes?: readonly string[];
 }
 
 export function evolveUserRow(row: UserRow | undefined, event: Envelope<ProfileEvent>): UserRow | undefined {
@@ -46,6 +51,7 @@ export function evolveUserRow(row: UserRow | undefined, event: Envelope<ProfileE
       renewals: 0,
       lastRenewalFailure: null,
       undelivered: null,
+      routes: d.routes,
     };
   }
   if (!row) return row;

@@ -56,7 +56,8 @@ export class CrlPublisher {
     return !existsSync(this.files.crlPath) || last === undefined || last.entries !== this.source.crlEntryCount();
   }
 
-  publish(options: { now: Date; validityDays: number }): CrlPublication {
+  /** `after`: a number the new CRL must exceed too (a restore passes the backed-up gateway's). */
+  publish(options: { now: Date; validityDays: number; after?: bigint }): CrlPublication {
     const issuer = issuerFromCertificate(
       readFileSync(this.files.caCertPath, 'utf8'),
       readFileSync(this.files.caKeyPath, 'utf8'),
@@ -66,7 +67,8 @@ export class CrlPublisher {
       // (which may come from before a restore).
       const recorded = this.lastPublication()?.number ?? 0n;
       const onDisk = existsSync(this.files.crlPath) ? (readCrlNumber(readFileSync(this.files.crlPath)) ?? 0n) : 0n;
-      const number = (recorded > onDisk ? recorded : onDisk) + 1n;
+      const floor = options.after ?? 0n;
+      const number = [recorded, onDisk, floor].reduce((a, b) => (a > b ? a : b)) + 1n;
       const thisUpdate = options.now;
       const nextUpdate = new Date(options.now.getTime() + options.validityDays * 86_400_000);
       const entries = this.source.crlEntryCount();

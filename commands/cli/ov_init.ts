@@ -6,6 +6,7 @@ import { Cidr } from '../../domain/events.js';
 import { emailConfPath, gatewayConfPath } from '../../infra/config/paths.js';
 import { renderEmailConfTemplate } from '../../infra/config/email-conf-template.js';
 import { renderGatewayConf } from '../../infra/config/gateway-conf.js';
+import { discoveryConfigured, networkDiscoveryFor } from '../../infra/composition-root.js';
 import { initialiseGateway, type InitResult } from '../use-cases/initialise-gateway.js';
 import type { CommandSpec } from './run-cli.js';
 
@@ -43,7 +44,7 @@ export const spec: CommandSpec<typeof Schema> = {
     if (!existsSync(emailConf)) writeFileAtomic(emailConf, renderEmailConfTemplate(), 0o600);
     return E.right(true);
   },
-  run: async (input, { ledger }) =>
+  run: async (input, { ledger, env }) =>
     E.map((r: InitResult) =>
       r.alreadyInitialised
         ? `Already initialised for ${input.publicHost}:${input.port}/${input.proto}; nothing changed.\nCA fingerprint (SHA-256): ${r.caFingerprint}`
@@ -52,8 +53,23 @@ export const spec: CommandSpec<typeof Schema> = {
             `CA fingerprint (SHA-256): ${r.caFingerprint}, valid until ${r.caNotAfter}.`,
             `Server certificate valid until ${r.serverNotAfter}.`,
             `CRL #${r.crl?.number ?? '?'} written (next update ${r.crl?.nextUpdate.toISOString() ?? '?'}).`,
+            ...(r.networks
+              ? [
+                  `Networks of ${r.networks.vpcId} (${r.networks.region}) for partial profiles: ${r.networks.routes.join(' ')}` +
+                    ` (VPC ${r.networks.vpcCidrs.join(' ')}; peered ${r.networks.peeredCidrs.join(' ') || 'none'}).`,
+                ]
+              : []),
+            ...(r.dns && r.dns.servers.length > 0
+              ? [`DNS pushed to clients: ${r.dns.servers.join(' ')}${r.dns.resolveDomains.length > 0 ? ` (split DNS for ${r.dns.resolveDomains.join(' ')})` : ''}.`]
+              : []),
             `OpenVPN server config: ${r.serverConf}`,
             `Start it with: openvpn --config ${r.serverConf}`,
           ].join('\n'),
-    )(await initialiseGateway(ledger, { publicHost: input.publicHost, port: input.port, proto: input.proto })),
+    )(
+      await initialiseGateway(
+        ledger,
+        { publicHost: input.publicHost, port: input.port, proto: input.proto },
+        discoveryConfigured(ledger.settings) ? { discover: networkDiscoveryFor(env, ledger.settings) } : {},
+      ),
+    ),
 };

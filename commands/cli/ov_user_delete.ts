@@ -1,5 +1,6 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { CrlReason, Reason } from '../../domain/values.js';
+import { openvpnRestartFor } from '../../infra/composition-root.js';
 import { deleteUser, type DeleteUserResult } from '../use-cases/delete-user.js';
 import { PairFlags, pairFlags } from './flags.js';
 import type { CommandSpec } from './run-cli.js';
@@ -28,8 +29,9 @@ export const spec: CommandSpec<typeof Schema> = {
         `Revoked ${input.traffic} profile of ${input.email}: serial(s) ${r.revokedSerials.join(', ')}.`,
         `CRL #${r.crl.number} written with ${r.crl.entries} entries (next update ${r.crl.nextUpdate.toISOString()}); OpenVPN refuses these certificates from its next handshake.`,
         sessionsLine(r.sessions),
+        ...(r.restart ? [restartLine(r.restart)] : []),
       ].join('\n'),
-    )(await deleteUser(ledger, input)),
+    )(await deleteUser(ledger, input, { restartOpenvpn: openvpnRestartFor(ledger.settings) })),
 };
 
 function sessionsLine(s: DeleteUserResult['sessions']): string {
@@ -41,6 +43,17 @@ function sessionsLine(s: DeleteUserResult['sessions']): string {
     case 'no-server':
       return 'No OpenVPN management socket found: no live session to end.';
     case 'unreachable':
-      return `Warning: the OpenVPN management interface did not answer (${s.reason}); a live session may last until its next renegotiation (restart OpenVPN to end it now).`;
+      return `Warning: the OpenVPN management interface did not answer (${s.reason}); without a restart a live session lasts until its next renegotiation.`;
+  }
+}
+
+function restartLine(r: NonNullable<DeleteUserResult['restart']>): string {
+  switch (r.kind) {
+    case 'restarted':
+      return `OpenVPN restarted instead (${r.command}): every session ended, and the revoked profile is refused when it reconnects.`;
+    case 'failed':
+      return `Warning: the restart command failed (${r.command}: ${r.reason}); restart OpenVPN yourself to end the live session now.`;
+    case 'not-configured':
+      return 'Set RESTART_COMMAND in gateway.conf (e.g. "systemctl restart ovpn-ledger-openvpn") to restart OpenVPN automatically when this happens.';
   }
 }

@@ -9,15 +9,30 @@ import { readEnvironment, type Environment } from '../../infra/environment.js';
 import { EXIT, type Failure } from '../failure.js';
 import type { Ledger } from '../ledger.js';
 
+/** A report on stdout with an exit code of its own (ov_status: 0 ok, 1 warning, 2 critical). */
+export interface CommandOutput {
+  readonly text: string;
+  readonly exitCode: number;
+}
+
 export interface CommandSpec<S extends z.ZodType> {
   readonly name: string;
   readonly description: string;
   readonly flags: (y: Argv) => Argv;
   readonly schema: S;
   readonly open: OpenMode;
-  readonly run: (input: z.output<S>, context: { ledger: Ledger; env: Environment }) => Promise<E.Either<Failure, string>>;
+  readonly run: (input: z.output<S>, context: { ledger: Ledger; env: Environment }) => Promise<E.Either<Failure, string | CommandOutput>>;
   /** Checks that need the environment but no ledger (config files), done before anything is opened. */
   readonly precheck?: (input: z.output<S>, env: Environment) => E.Either<Failure, unknown>;
+}
+
+/**
+ * A command that opens no ledger (ov_restore builds a state directory rather than opening one):
+ * the same flags, validation, one-line errors and exit codes, and `run` gets the environment only.
+ */
+export interface StandaloneCommandSpec<S extends z.ZodType> extends Omit<CommandSpec<S>, 'open' | 'run'> {
+  readonly open: 'none';
+  readonly run: (input: z.output<S>, context: { env: Environment }) => Promise<E.Either<Failure, string>>;
 }
 
 const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -63,7 +78,7 @@ export function usageMessage(message: string, argv: readonly string[]): string {
   return message;
 }
 
-export async function runCli<S extends z.ZodType>(spec: CommandSpec<S>, argv: readonly string[]): Promise<number> {
+export async function runCli<S extends z.ZodType>(spec: CommandSpec<S> | StandaloneCommandSpec<S>, argv: readonly string[]): Promise<number> {
   const fail = (code: number, message: string): number => {
     process.stderr.write(`${spec.name}: ${message}\n`);
     return code;
@@ -111,16 +126,23 @@ export async function runCli<S extends z.ZodType>(spec: CommandSpec<S>, argv: re
 
   let ledger: Ledger | undefined;
   try {
-    const opened = await openLedger(env.right, spec.name, spec.open);
-    if (E.isLeft(opened)) return fail(opened.left.exitCode, opened.left.message);
-    ledger = opened.right;
-    const result = await spec.run(input.data, { ledger, env: env.right });
+    let result: E.Either<Failure, string | CommandOutput>;
+    if (spec.open === 'none') {
+      result = await spec.run(input.data, { env: env.right });
+    } else {
+      const opened = await openLedger(env.right, spec.name, spec.open);
+      if (E.isLeft(opened)) return fail(opened.left.exitCode, opened.left.message);
+      ledger = opened.right;
+      result = await spec.run(input.data, { ledger, env: env.right });
+    }
     if (E.isLeft(result)) {
-      ledger.log.info({ exitCode: result.left.exitCode }, result.left.message);
+      ledger?.log.info({ exitCode: result.left.exitCode }, result.left.message);
+      if (result.left.output) process.stdout.write(result.left.output.endsWith('\n') ? result.left.output : `${result.left.output}\n`);
       return fail(result.left.exitCode, result.left.message);
     }
-    if (result.right !== '') process.stdout.write(result.right.endsWith('\n') ? result.right : `${result.right}\n`);
-    return EXIT.ok;
+    const output = typeof result.right === 'string' ? { text: result.right, exitCode: EXIT.ok } : result.right;
+    if (output.text !== '') process.stdout.write(output.text.endsWith('\n') ? output.text : `${output.text}\n`);
+    return output.exitCode;
   } catch (error) {
     if (error instanceof WrongExpectedRevisionError) {
       return fail(EXIT.refused, `${error.message}; another command changed this profile at the same time, run this one again`);
@@ -134,7 +156,7 @@ export async function runCli<S extends z.ZodType>(spec: CommandSpec<S>, argv: re
 }
 
 /** Entry point used by every bin: run, then exit with the command's code once output is flushed. */
-export function main<S extends z.ZodType>(spec: CommandSpec<S>): void {
+export function main<S extends z.ZodType>(spec: CommandSpec<S> | StandaloneCommandSpec<S>): void {
   runCli(spec, process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;

@@ -12,7 +12,12 @@ export function renderUserTable(users: readonly ListedUser[], emptyMessage: stri
     u.createdAt.replace(/\.\d{3}Z$/, 'Z'),
     u.autoRenew ? 'yes' : 'no',
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  // A loop, not Math.max(...column): spreading one argument per row overflows the call stack
+  // ("Maximum call stack size exceeded") somewhere past ~120,000 profiles.
+  const widths = header.map((h) => h.length);
+  for (const r of rows) {
+    for (let i = 0; i < widths.length; i++) widths[i] = Math.max(widths[i]!, (r[i] ?? '').length);
+  }
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ');
   return [line(header), ...rows.map(line)].join('\n');
 }

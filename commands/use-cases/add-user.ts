@@ -7,6 +7,7 @@ import { utcDateOf, type CalendarDate, type Email, type Traffic } from '../../do
 import type { EmailSettings } from '../../infra/config/email-conf.js';
 import { deliveryFailed, refused, type Failure } from '../failure.js';
 import type { Ledger } from '../ledger.js';
+import { currentRoutes } from './gateway-networks.js';
 import { prepareClientProfile } from './issue-client-profile.js';
 import { explainProfileError } from './profile-errors.js';
 import { appendAndProject, loadProfile } from './profile-stream.js';
@@ -43,6 +44,9 @@ export async function addUser(
   const today = utcDateOf(ledger.clock.now());
   const pair = { email: input.email, traffic: input.traffic };
 
+  // gateway.conf's ROUTES when set, else the networks discovery last recorded.
+  const { routes } = currentRoutes(ledger);
+
   for (let attempt = 0; ; attempt++) {
     const loaded = await loadProfile(ledger, input.email, input.traffic);
     const allowed = checkIssuable(loaded.state, { expirationDate: input.expirationDate, today });
@@ -52,14 +56,14 @@ export async function addUser(
       profileId: loaded.profileId,
       traffic: input.traffic,
       expirationDate: input.expirationDate,
-      routes: ledger.settings.routes,
+      routes,
     });
     const decision = decide(
       {
         type: 'IssueProfile',
         profileId: loaded.profileId,
         ...input,
-        routes: ledger.settings.routes,
+        routes,
         certificate: prepared.certificate,
         today,
       },

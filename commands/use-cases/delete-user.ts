@@ -3,6 +3,7 @@
 import { existsSync } from 'node:fs';
 import * as E from 'fp-ts/lib/Either.js';
 import { endClientSessions, type KillOutcome } from '../../adapters/openvpn/management.js';
+import type { RestartOpenvpn, RestartOutcome } from '../../adapters/openvpn/restart-command.js';
 import type { CrlPublication } from '../../adapters/pki/crl-publisher.js';
 import { decide } from '../../domain/profile-decider.js';
 import type { CrlReason, Email, Traffic } from '../../domain/values.js';
@@ -23,9 +24,15 @@ export interface DeleteUserResult {
   readonly revokedSerials: readonly string[];
   readonly crl: CrlPublication;
   readonly sessions: KillOutcome | { readonly kind: 'no-server' };
+  /** When the management interface did not answer: the restart fallback (RESTART_COMMAND). */
+  readonly restart?: RestartOutcome;
 }
 
-export async function deleteUser(ledger: Ledger, input: DeleteUserInput): Promise<E.Either<Failure, DeleteUserResult>> {
+export async function deleteUser(
+  ledger: Ledger,
+  input: DeleteUserInput,
+  options: { readonly restartOpenvpn?: RestartOpenvpn } = {},
+): Promise<E.Either<Failure, DeleteUserResult>> {
   const loaded = await loadProfile(ledger, input.email, input.traffic);
   const decision = decide(
     { type: 'RevokeProfile', reason: input.reason, crlReason: input.crlReason, now: ledger.clock.now() },
@@ -41,6 +48,10 @@ export async function deleteUser(ledger: Ledger, input: DeleteUserInput): Promis
     : ({ kind: 'no-server' } as const);
   if (sessions.kind === 'unreachable') {
     ledger.log.warn({ reason: sessions.reason }, 'management interface unreachable; live sessions end at renegotiation');
+    // A restart ends every session; the revoked client's reconnection then meets the new CRL.
+    const restart = options.restartOpenvpn ? await options.restartOpenvpn() : undefined;
+    if (restart) ledger.log.warn({ restart }, 'OpenVPN restart fallback');
+    return E.right({ revokedSerials: revoked, crl, sessions, ...(restart ? { restart } : {}) });
   }
   return E.right({ revokedSerials: revoked, crl, sessions });
 }

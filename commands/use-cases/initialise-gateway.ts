@@ -5,11 +5,10 @@
 // killed half-way is completed by the next one, and two runs at once agree on one CA.
 import { createHash, createPublicKey, X509Certificate } from 'node:crypto';
 import * as E from 'fp-ts/lib/Either.js';
+import type { DiscoveredNetworks, NetworkDiscovery } from '../../adapters/aws/vpc-networks.js';
 import { WrongExpectedRevisionError } from '../../adapters/eventstore/event-store.js';
-import { writeFileAtomic } from '../../adapters/fs/atomic-file.js';
 import { createExclusive } from '../../adapters/fs/exclusive-file.js';
 import { ensureStateDirectories, MODE } from '../../adapters/fs/state-layout.js';
-import { renderServerConfig } from '../../adapters/openvpn/server-config.js';
 import {
   certificateValidity,
   createCaCertificate,
@@ -19,8 +18,10 @@ import {
   tlsCryptKey,
 } from '../../adapters/pki/certificates.js';
 import type { CrlPublication } from '../../adapters/pki/crl-publisher.js';
+import type { DnsPlan } from '../../domain/dns.js';
 import { refused, type Failure } from '../failure.js';
 import type { Ledger } from '../ledger.js';
+import { discoveryFailure, dnsPlanOf, networksDiscoveredEvent, writeServerConfig } from './gateway-networks.js';
 import { appendAndProject, GATEWAY_STREAM } from './profile-stream.js';
 import { publishCrl } from './publish-crl.js';
 
@@ -37,11 +38,19 @@ export interface InitResult {
   readonly serverNotAfter: string;
   readonly serverConf: string;
   readonly crl: CrlPublication | undefined;
+  /** What discovery found, when gateway.conf asked for it (VPC_ID or AWS_REGION, no ROUTES). */
+  readonly networks?: DiscoveredNetworks;
+  readonly dns?: DnsPlan;
+}
+
+export interface InitOptions {
+  /** Runs before anything is created, so a failed discovery leaves no half-made gateway. */
+  readonly discover?: NetworkDiscovery;
 }
 
 const CA_DAYS = 3650;
 
-export async function initialiseGateway(ledger: Ledger, input: InitInput): Promise<E.Either<Failure, InitResult>> {
+export async function initialiseGateway(ledger: Ledger, input: InitInput, options: InitOptions = {}): Promise<E.Either<Failure, InitResult>> {
   const { layout } = ledger;
   const existing = ledger.projections.gateway();
   if (existing) {
@@ -53,6 +62,14 @@ export async function initialiseGateway(ledger: Ledger, input: InitInput): Promi
       );
     }
     return E.right(summary(existing.caCertificatePem, existing.serverCertificatePem, layout.serverConf, true, undefined));
+  }
+
+  let networks: DiscoveredNetworks | undefined;
+  if (options.discover) {
+    const found = await options.discover();
+    if (E.isLeft(found)) return E.left(discoveryFailure(found.left));
+    networks = found.right;
+    ledger.log.info({ vpcId: networks.vpcId, routes: networks.routes }, 'networks discovered');
   }
 
   ensureStateDirectories(layout);
@@ -84,11 +101,8 @@ export async function initialiseGateway(ledger: Ledger, input: InitInput): Promi
   await createExclusive(layout.tlsCryptKey, MODE.secretFile, async () => tlsCryptKey(ledger.random));
   await createExclusive(layout.profileIdKey, MODE.secretFile, async () => ledger.random(32).toString('hex'));
 
-  writeFileAtomic(
-    layout.serverConf,
-    renderServerConfig({ layout, port: input.port, proto: input.proto, vpnNetwork: ledger.settings.vpnNetwork }),
-    MODE.publicFile,
-  );
+  const dns = dnsPlanOf(ledger, networks?.primaryCidr);
+  writeServerConfig(ledger, { port: input.port, proto: input.proto, vpnNetwork: ledger.settings.vpnNetwork }, dns);
 
   try {
     await appendAndProject(ledger, GATEWAY_STREAM, 'no_stream', [
@@ -105,6 +119,7 @@ export async function initialiseGateway(ledger: Ledger, input: InitInput): Promi
           serverCommonName: commonNameOf(serverCertPem),
         },
       },
+      ...(networks ? [networksDiscoveredEvent(networks)] : []),
     ]);
   } catch (error) {
     if (error instanceof WrongExpectedRevisionError) {
@@ -113,7 +128,7 @@ export async function initialiseGateway(ledger: Ledger, input: InitInput): Promi
     throw error;
   }
   const crl = publishCrl(ledger);
-  return E.right(summary(caCertPem, serverCertPem, layout.serverConf, false, crl));
+  return E.right({ ...summary(caCertPem, serverCertPem, layout.serverConf, false, crl), ...(networks ? { networks } : {}), dns });
 }
 
 function summary(caPem: string, serverPem: string, serverConf: string, already: boolean, crl: CrlPublication | undefined): InitResult {

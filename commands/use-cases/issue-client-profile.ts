@@ -10,6 +10,7 @@ import type { IssuedCertificate } from '../../domain/events.js';
 import { endOfUtcDay, type CalendarDate, type Traffic } from '../../domain/values.js';
 import type { GatewayRow } from '../../projections/gateway.js';
 import type { Ledger } from '../ledger.js';
+import { dnsPlanOf } from './gateway-networks.js';
 
 export interface PreparedProfile {
   readonly certificate: IssuedCertificate;
@@ -51,6 +52,7 @@ export async function prepareClientProfile(
       clientCertificatePem: certificatePem,
       clientPrivateKeyPem: keys.privateKeyPem,
       tlsCryptKey: readFileSync(layout.tlsCryptKey, 'utf8'),
+      dns: dnsPlanOf(ledger),
     }),
     'utf8',
   );

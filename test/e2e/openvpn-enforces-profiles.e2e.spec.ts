@@ -290,9 +290,9 @@ describe('OpenVPN enforces the profiles the CLI issues and revokes (built CLI, r
     }
   });
 
-  it('then the partial profile routes only 10.20.0.0/16 (route-nopull) and the full profile redirects the default gateway', () => {
+  it('then the partial profile routes only 10.20.0.0/16 (pushed routes filtered) and the full profile redirects the default gateway', () => {
     const bob = readFileSync(user('bob').profilePath, 'utf8');
-    expect(bob).toMatch(/^route-nopull$/m);
+    expect(bob).toMatch(/^pull-filter ignore "route "$/m);
     expect(bob).toMatch(/^route 10\.20\.0\.0 255\.255\.0\.0$/m);
     expect(bob).not.toMatch(/^redirect-gateway/m);
 

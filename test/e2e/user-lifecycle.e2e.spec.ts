@@ -260,7 +260,7 @@ describe('given an initialised gateway mailing through an SMTP server that requi
       if (user.traffic === 'all') {
         expect(text).toContain('redirect-gateway def1');
       } else {
-        expect(text).toContain('route-nopull');
+        expect(text).toContain('pull-filter ignore "route "');
         expect(text).toContain('route 10.20.0.0 255.255.0.0');
         expect(text).not.toContain('redirect-gateway');
       }

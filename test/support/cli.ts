@@ -14,7 +14,13 @@ export type CliCommand =
   | 'ov_user_list'
   | 'ov_user_list_expired'
   | 'ov_user_resend'
-  | 'ov_user_auto_renew';
+  | 'ov_user_auto_renew'
+  | 'ov_user_renew_due'
+  | 'ov_user_audit'
+  | 'ov_status'
+  | 'ov_server_renew'
+  | 'ov_network_refresh'
+  | 'ov_dns_apply';
 
 export interface CliResult {
   readonly code: number | null;

@@ -1,0 +1,699 @@
+// The backup archive: a gzip-compressed ustar file (see tar.ts) holding
+//
+//   manifest.json                       what the archive is and the SHA-256 of every other member
+//   events.ndjson                       the event log in global order, one event per line
+//   keys/ca.key ca.crt server.key server.crt tls-crypt.key profile-id.key
+//   keys/clients/<serial>.key           the private key of every certificate still needed
+//   profiles/<profile id>/<serial>.ovpn the .ovpn of every certificate still needed, as mailed
+//   config/gateway.conf email.conf dns.conf   those the gateway has
+//
+// in that order (the reader relies on it: the events come before the keys checked against them).
+//
+// Format versions. Each one this release reads is one entry in FORMATS: the manifest's schema, the
+// shape of an events.ndjson line, and how both read as today's. Anything newer is refused before
+// any other check, with a message that says to upgrade.
+//   1.0  (ovpn-ledger 1.0.x) manifest: formatVersion, ledgerVersion, hostname, createdAt,
+//        eventCount, lastPosition (a JSON number) and a `sha256` map of member paths. It had no
+//        format tag, no CRL number, no member sizes or order, no content summary and no checksum
+//        of its own. Event lines carried revision and position as JSON numbers.
+//   1.1  (today) adds `format`, `crlNumber` (a restore numbers its CRL above it), `members` with
+//        size and SHA-256 in archive order, `summary` (what a restore must reproduce) and
+//        `manifestSha256`, a SHA-256 of the manifest itself (computed with that field's value
+//        set to 64 zeros), so no byte of the archive goes unchecked. Revisions and positions are
+//        decimal strings, the store's convention for bigints.
+import { createHash, type Hash } from 'node:crypto';
+import { closeSync, createReadStream, createWriteStream, fchmodSync, fsyncSync, openSync, rmSync } from 'node:fs';
+import { once } from 'node:events';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip, createGzip } from 'node:zlib';
+import { z } from 'zod';
+import { readBody, readTar, TarFormatError, TarPacker, type TarEntry } from './tar.js';
+
+export const ARCHIVE_FORMAT = 'ovpn-ledger-backup';
+export const CURRENT_FORMAT_VERSION = '1.1';
+
+export class BackupArchiveError extends Error {
+  override readonly name = 'BackupArchiveError';
+}
+
+// ---- members -------------------------------------------------------------------------------------
+
+export const MEMBER = {
+  manifest: 'manifest.json',
+  events: 'events.ndjson',
+  caKey: 'keys/ca.key',
+  caCert: 'keys/ca.crt',
+  serverKey: 'keys/server.key',
+  serverCert: 'keys/server.crt',
+  tlsCryptKey: 'keys/tls-crypt.key',
+  profileIdKey: 'keys/profile-id.key',
+  gatewayConf: 'config/gateway.conf',
+  emailConf: 'config/email.conf',
+  dnsConf: 'config/dns.conf',
+  clientKey: (serial: string) => `keys/clients/${serial}.key`,
+  profile: (profileId: string, serial: string) => `profiles/${profileId}/${serial}.ovpn`,
+} as const;
+
+export const REQUIRED_KEY_MEMBERS = [
+  MEMBER.caKey,
+  MEMBER.caCert,
+  MEMBER.serverKey,
+  MEMBER.serverCert,
+  MEMBER.tlsCryptKey,
+  MEMBER.profileIdKey,
+] as const;
+
+export type MemberKind =
+  | { kind: 'manifest' }
+  | { kind: 'events' }
+  | { kind: 'key'; path: (typeof REQUIRED_KEY_MEMBERS)[number] }
+  | { kind: 'client-key'; serial: string }
+  | { kind: 'profile'; profileId: string; serial: string }
+  | { kind: 'config'; path: ConfigMember };
+
+export const CONFIG_MEMBERS = [MEMBER.gatewayConf, MEMBER.emailConf, MEMBER.dnsConf] as const;
+export type ConfigMember = (typeof CONFIG_MEMBERS)[number];
+
+const RANK: Record<MemberKind['kind'], number> = { manifest: 0, events: 1, key: 2, 'client-key': 3, profile: 4, config: 5 };
+
+const CLIENT_KEY = /^keys\/clients\/([0-9a-f]{2,40})\.key$/;
+const PROFILE = /^profiles\/(p[0-9a-f]{24})\/([0-9a-f]{2,40})\.ovpn$/;
+
+/** What a member path means, or undefined for a path no backup holds. */
+export function memberKind(path: string): MemberKind | undefined {
+  if (path === MEMBER.manifest) return { kind: 'manifest' };
+  if (path === MEMBER.events) return { kind: 'events' };
+  if ((REQUIRED_KEY_MEMBERS as readonly string[]).includes(path)) return { kind: 'key', path: path as (typeof REQUIRED_KEY_MEMBERS)[number] };
+  if ((CONFIG_MEMBERS as readonly string[]).includes(path)) return { kind: 'config', path: path as ConfigMember };
+  const client = CLIENT_KEY.exec(path);
+  if (client?.[1]) return { kind: 'client-key', serial: client[1] };
+  const profile = PROFILE.exec(path);
+  if (profile?.[1] && profile[2]) return { kind: 'profile', profileId: profile[1], serial: profile[2] };
+  return undefined;
+}
+
+/** Members other than the events are small; anything larger is not what a backup writes. */
+export const MAX_SMALL_MEMBER = 1024 * 1024;
+export const MAX_MANIFEST = 64 * 1024 * 1024;
+export const MAX_EVENT_LINE = 4 * 1024 * 1024;
+
+// ---- manifest ------------------------------------------------------------------------------------
+
+const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'is not a lower-case hex SHA-256');
+const Decimal = z.string().regex(/^(0|[1-9][0-9]{0,30})$/, 'is not a decimal number');
+const IsoInstant = z.iso.datetime({ offset: false });
+const Count = z.number().int().nonnegative();
+
+/** What a backup holds, in numbers: ov_backup prints it, and ov_restore must reproduce it. */
+export const ContentSummary = z
+  .object({
+    gateway: z.string().min(1),
+    users: z.object({
+      all: z.object({ active: Count, revoked: Count }).strict(),
+      partial: z.object({ active: Count, revoked: Count }).strict(),
+    }),
+    renewed: Count,
+    renewals: Count,
+    crl: z.object({ serials: Count, sha256: Sha256Hex }).strict(),
+    caFingerprint: z.string().regex(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/),
+    events: Count,
+  })
+  .strict();
+export type ContentSummary = z.infer<typeof ContentSummary>;
+
+const MemberPath = z.string().refine((p) => memberKind(p) !== undefined && p !== MEMBER.manifest, 'is not a member a backup holds');
+
+const ManifestV1_1 = z
+  .object({
+    format: z.literal(ARCHIVE_FORMAT),
+    formatVersion: z.literal('1.1'),
+    ledgerVersion: z.string().min(1),
+    hostname: z.string().min(1),
+    createdAt: IsoInstant,
+    eventCount: Count,
+    lastPosition: Decimal,
+    crlNumber: Decimal,
+    summary: ContentSummary,
+    members: z.array(z.object({ path: MemberPath, size: Count, sha256: Sha256Hex }).strict()),
+    manifestSha256: Sha256Hex,
+  })
+  .strict();
+
+const ManifestV1_0 = z
+  .object({
+    formatVersion: z.literal('1.0'),
+    ledgerVersion: z.string().min(1),
+    hostname: z.string().min(1),
+    createdAt: IsoInstant,
+    eventCount: Count,
+    lastPosition: Count,
+    sha256: z.record(MemberPath, Sha256Hex),
+  })
+  .strict();
+
+const ANY_DATA = z.custom<unknown>((v) => v !== undefined, 'is missing');
+
+const EventLineV1_1 = z
+  .object({
+    stream: z.string().min(1),
+    revision: Decimal,
+    type: z.string().min(1),
+    schemaVersion: z.number().int().min(1),
+    data: ANY_DATA,
+    metadata: ANY_DATA,
+    position: Decimal,
+  })
+  .strict();
+
+const EventLineV1_0 = z
+  .object({
+    stream: z.string().min(1),
+    revision: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+    type: z.string().min(1),
+    schemaVersion: z.number().int().min(1),
+    data: ANY_DATA,
+    metadata: ANY_DATA,
+    position: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  })
+  .strict();
+
+/** A manifest of any known version, read as today's. */
+export interface Manifest {
+  readonly formatVersion: string;
+  readonly ledgerVersion: string;
+  readonly hostname: string;
+  readonly createdAt: string;
+  readonly eventCount: number;
+  readonly lastPosition: bigint;
+  /** The CRL number the source gateway had reached; unknown for 1.0 archives. */
+  readonly crlNumber: bigint | undefined;
+  /** What the archive holds, to be reproduced by a restore; 1.0 archives did not record it. */
+  readonly summary: ContentSummary | undefined;
+  /** Every member but the manifest, in archive order when `ordered`. */
+  readonly members: readonly { readonly path: string; readonly size: number | undefined; readonly sha256: string }[];
+  readonly ordered: boolean;
+}
+
+/** An events.ndjson line, read as the store's shape (data and metadata as stored, not upcast). */
+export interface ArchivedEvent {
+  readonly streamId: string;
+  readonly revision: bigint;
+  readonly position: bigint;
+  readonly type: string;
+  readonly schemaVersion: number;
+  readonly data: unknown;
+  readonly metadata: unknown;
+}
+
+interface FormatReader {
+  readonly selfChecksum: boolean;
+  readManifest(raw: unknown): z.ZodSafeParseResult<Manifest>;
+  readEventLine(raw: unknown): z.ZodSafeParseResult<ArchivedEvent>;
+}
+
+/** Every format this release reads. Adding one: its schemas and how they read as today's. */
+const FORMATS: Readonly<Record<string, FormatReader>> = {
+  '1.0': {
+    selfChecksum: false,
+    readManifest: (raw) =>
+      ManifestV1_0.transform(
+        (m): Manifest => ({
+          formatVersion: m.formatVersion,
+          ledgerVersion: m.ledgerVersion,
+          hostname: m.hostname,
+          createdAt: m.createdAt,
+          eventCount: m.eventCount,
+          lastPosition: BigInt(m.lastPosition),
+          crlNumber: undefined,
+          summary: undefined,
+          members: Object.entries(m.sha256).map(([path, sha256]) => ({ path, size: undefined, sha256 })),
+          ordered: false,
+        }),
+      ).safeParse(raw),
+    readEventLine: (raw) =>
+      EventLineV1_0.transform(
+        (e): ArchivedEvent => ({
+          streamId: e.stream,
+          revision: BigInt(e.revision),
+          position: BigInt(e.position),
+          type: e.type,
+          schemaVersion: e.schemaVersion,
+          data: e.data,
+          metadata: e.metadata,
+        }),
+      ).safeParse(raw),
+  },
+  '1.1': {
+    selfChecksum: true,
+    readManifest: (raw) =>
+      ManifestV1_1.transform(
+        (m): Manifest => ({
+          formatVersion: m.formatVersion,
+          ledgerVersion: m.ledgerVersion,
+          hostname: m.hostname,
+          createdAt: m.createdAt,
+          eventCount: m.eventCount,
+          lastPosition: BigInt(m.lastPosition),
+          crlNumber: BigInt(m.crlNumber),
+          summary: m.summary,
+          members: m.members,
+          ordered: true,
+        }),
+      ).safeParse(raw),
+    readEventLine: (raw) =>
+      EventLineV1_1.transform(
+        (e): ArchivedEvent => ({
+          streamId: e.stream,
+          revision: BigInt(e.revision),
+          position: BigInt(e.position),
+          type: e.type,
+          schemaVersion: e.schemaVersion,
+          data: e.data,
+          metadata: e.metadata,
+        }),
+      ).safeParse(raw),
+  },
+};
+
+export const KNOWN_FORMAT_VERSIONS: readonly string[] = Object.keys(FORMATS);
+
+/** Start-up check, like the upcaster chain's: the current format is readable and versions are x.y. */
+export function verifyFormatTable(): void {
+  if (!FORMATS[CURRENT_FORMAT_VERSION]) throw new Error(`backup format ${CURRENT_FORMAT_VERSION} has no reader`);
+  for (const v of KNOWN_FORMAT_VERSIONS) {
+    if (!/^\d+\.\d+$/.test(v) || compareFormatVersions(v, CURRENT_FORMAT_VERSION) > 0) throw new Error(`backup format table lists ${v}`);
+  }
+}
+
+export function compareFormatVersions(a: string, b: string): number {
+  const [am = 0, an = 0] = a.split('.').map(Number);
+  const [bm = 0, bn = 0] = b.split('.').map(Number);
+  return am !== bm ? am - bm : an - bn;
+}
+
+function issuesOf(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 3)
+    .map((i) => `${i.path.join('.') || '(root)'} ${i.message}`)
+    .join('; ');
+}
+
+const SELF_CHECKSUM = /"manifestSha256":\s*"([0-9a-f]{64})"/g;
+const ZEROS = '0'.repeat(64);
+
+function sha256(data: Buffer | string): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** The manifest's own SHA-256: over its bytes with the manifestSha256 value replaced by zeros. */
+function selfChecksumOf(text: string): { recorded: string; actual: string } | undefined {
+  const matches = [...text.matchAll(SELF_CHECKSUM)];
+  if (matches.length !== 1) return undefined;
+  const m = matches[0]!;
+  const valueAt = m.index + m[0].length - 65;
+  const zeroed = `${text.slice(0, valueAt)}${ZEROS}${text.slice(valueAt + 64)}`;
+  return { recorded: m[1]!, actual: sha256(zeroed) };
+}
+
+/** Reads manifest.json of any known format version; refuses newer and unknown ones first. */
+export function parseManifest(bytes: Buffer): Manifest {
+  const text = bytes.toString('utf8');
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new BackupArchiveError(`manifest.json is not valid JSON (${(error as Error).message}): the archive is damaged`);
+  }
+  const version = typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? (raw as Record<string, unknown>)['formatVersion'] : undefined;
+  if (typeof version !== 'string' || !/^\d{1,6}\.\d{1,6}$/.test(version)) {
+    throw new BackupArchiveError('manifest.json has no format version: this is not an ovpn-ledger backup, or a damaged one');
+  }
+  const format = FORMATS[version];
+  if (!format) {
+    if (compareFormatVersions(version, CURRENT_FORMAT_VERSION) > 0) {
+      const by = (raw as Record<string, unknown>)['ledgerVersion'];
+      throw new BackupArchiveError(
+        `the archive is in backup format ${version}${typeof by === 'string' ? ` (written by ovpn-ledger ${by})` : ''}, newer than this ovpn-ledger reads (up to ${CURRENT_FORMAT_VERSION}): upgrade ovpn-ledger to restore it`,
+      );
+    }
+    throw new BackupArchiveError(`the archive is in backup format ${version}, which no ovpn-ledger release wrote (this one reads ${KNOWN_FORMAT_VERSIONS.join(', ')})`);
+  }
+  if (format.selfChecksum) {
+    const check = selfChecksumOf(text);
+    if (!check) throw new BackupArchiveError('manifest.json does not hold exactly one manifestSha256: the archive is damaged');
+    if (check.recorded !== check.actual) {
+      throw new BackupArchiveError('manifest.json does not match its own SHA-256 (manifestSha256): the archive was altered or damaged');
+    }
+  }
+  const parsed = format.readManifest(raw);
+  if (!parsed.success) throw new BackupArchiveError(`manifest.json (format ${version}) is invalid: ${issuesOf(parsed.error)}`);
+  const manifest = parsed.data;
+  const paths = new Set<string>();
+  let rank = RANK.events;
+  for (const m of manifest.members) {
+    if (paths.has(m.path)) throw new BackupArchiveError(`manifest.json lists ${m.path} twice`);
+    paths.add(m.path);
+    if (manifest.ordered) {
+      const r = RANK[memberKind(m.path)!.kind];
+      if (r < rank) throw new BackupArchiveError(`manifest.json lists ${m.path} out of order`);
+      rank = r;
+    }
+  }
+  for (const required of [MEMBER.events, ...REQUIRED_KEY_MEMBERS]) {
+    if (!paths.has(required)) throw new BackupArchiveError(`manifest.json does not list ${required}: the archive is incomplete`);
+  }
+  if (manifest.ordered && manifest.members[0]?.path !== MEMBER.events) {
+    throw new BackupArchiveError(`manifest.json must list ${MEMBER.events} first`);
+  }
+  return manifest;
+}
+
+export interface CurrentManifestInput {
+  readonly ledgerVersion: string;
+  readonly hostname: string;
+  readonly createdAt: string;
+  readonly eventCount: number;
+  readonly lastPosition: bigint;
+  readonly crlNumber: bigint;
+  readonly summary: ContentSummary;
+  readonly members: readonly { readonly path: string; readonly size: number; readonly sha256: string }[];
+}
+
+/** manifest.json in today's format, with its own checksum filled in. */
+export function renderManifest(input: CurrentManifestInput): Buffer {
+  const text = `${JSON.stringify(
+    {
+      format: ARCHIVE_FORMAT,
+      formatVersion: CURRENT_FORMAT_VERSION,
+      ledgerVersion: input.ledgerVersion,
+      hostname: input.hostname,
+      createdAt: input.createdAt,
+      eventCount: input.eventCount,
+      lastPosition: input.lastPosition.toString(),
+      crlNumber: input.crlNumber.toString(),
+      summary: input.summary,
+      members: input.members.map((m) => ({ path: m.path, size: m.size, sha256: m.sha256 })),
+      manifestSha256: ZEROS,
+    },
+    null,
+    2,
+  )}\n`;
+  const check = selfChecksumOf(text);
+  if (!check) throw new Error('internal error: manifest without its checksum field');
+  return Buffer.from(text.replace(`"manifestSha256": "${ZEROS}"`, `"manifestSha256": "${check.actual}"`), 'utf8');
+}
+
+/** One events.ndjson line in today's format (without the newline). */
+export function eventLine(e: ArchivedEvent): string {
+  return JSON.stringify({
+    stream: e.streamId,
+    revision: e.revision.toString(),
+    type: e.type,
+    schemaVersion: e.schemaVersion,
+    data: e.data,
+    metadata: e.metadata,
+    position: e.position.toString(),
+  });
+}
+
+// ---- writing -------------------------------------------------------------------------------------
+
+/** A .tar.gz being written to a new file (mode 0600), with the SHA-256 and size of what lands on disk. */
+export class TarGzFileWriter {
+  private closed = false;
+
+  private constructor(
+    readonly path: string,
+    private readonly fd: number,
+    private readonly gzip: ReturnType<typeof createGzip>,
+    private readonly done: Promise<void>,
+    private readonly digest: { hash: Hash; size: number },
+    readonly tar: TarPacker,
+  ) {}
+
+  /** Creates `path` exclusively: an existing file is never overwritten. */
+  static create(path: string): TarGzFileWriter {
+    const fd = openSync(path, 'wx', 0o600);
+    fchmodSync(fd, 0o600);
+    const gzip = createGzip({ level: 6 });
+    const digest = { hash: createHash('sha256'), size: 0 };
+    const tap = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        digest.hash.update(chunk);
+        digest.size += chunk.length;
+        callback(null, chunk);
+      },
+    });
+    const out = createWriteStream(path, { fd, autoClose: false });
+    const done = pipeline(gzip, tap, out);
+    // Observed by close()/abort(); never an unhandled rejection in between.
+    done.catch(() => undefined);
+    const sink = async (chunk: Buffer): Promise<void> => {
+      if (!gzip.write(chunk)) await Promise.race([once(gzip, 'drain'), done]);
+    };
+    return new TarGzFileWriter(path, fd, gzip, done, digest, new TarPacker(sink));
+  }
+
+  /** Ends the archive, flushes it to disk and reports what was written. */
+  async close(): Promise<{ size: number; sha256: string }> {
+    await this.tar.finish();
+    this.gzip.end();
+    await this.done;
+    fsyncSync(this.fd);
+    closeSync(this.fd);
+    this.closed = true;
+    return { size: this.digest.size, sha256: this.digest.hash.digest('hex') };
+  }
+
+  /** Stops writing and removes the file. */
+  async abort(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.gzip.destroy();
+    await this.done.catch(() => undefined);
+    try {
+      closeSync(this.fd);
+    } catch {
+      // already closed by the stream
+    }
+    rmSync(this.path, { force: true });
+  }
+}
+
+// ---- reading -------------------------------------------------------------------------------------
+
+export interface BackupVisitor {
+  /** The manifest, read and checked; called before any other member. */
+  manifest(manifest: Manifest): void;
+  /** Each event line in order, parsed (not yet checked against its schema). */
+  event(event: ArchivedEvent): void;
+  /** After the last event, once events.ndjson matched its SHA-256. */
+  eventsDone(): void | Promise<void>;
+  /** Every other member, once its bytes matched their SHA-256. */
+  member(path: string, kind: MemberKind, data: Buffer): void | Promise<void>;
+}
+
+export interface ArchiveFacts {
+  readonly manifest: Manifest;
+  /** Of the file as stored (compressed). */
+  readonly size: number;
+  readonly sha256: string;
+}
+
+function describeReadError(error: unknown, path: string): Error {
+  if (error instanceof BackupArchiveError) return error;
+  if (error instanceof TarFormatError) return new BackupArchiveError(error.message);
+  const e = error as NodeJS.ErrnoException;
+  switch (e.code) {
+    case 'Z_DATA_ERROR':
+      return new BackupArchiveError(
+        e.message === 'incorrect header check'
+          ? `${path} is not a gzip-compressed archive: not an ovpn-ledger backup`
+          : `${path} is damaged: its gzip data does not decompress (${e.message})`,
+      );
+    case 'Z_BUF_ERROR':
+      return new BackupArchiveError(`${path} is truncated: its gzip data ends early (${e.message})`);
+    case 'ENOENT':
+      return new BackupArchiveError(`${path} does not exist`);
+    case 'EISDIR':
+      return new BackupArchiveError(`${path} is a directory, not a backup archive`);
+    case 'EACCES':
+      return new BackupArchiveError(`${path} cannot be read by this user`);
+    default:
+      return error instanceof Error ? error : new Error(String(error));
+  }
+}
+
+type Line = { readonly line: string; readonly number: number } | { readonly error: string; readonly number: number };
+
+/**
+ * Splits events.ndjson into lines, hashing every byte. A line that is too long or unterminated is
+ * reported as an item rather than thrown, so the caller can still finish the hash first.
+ */
+async function* lines(body: AsyncIterable<Buffer>, hash: Hash): AsyncGenerator<Line> {
+  let carry: Buffer[] = [];
+  let carried = 0;
+  let number = 0;
+  let skipping = false;
+  for await (const chunk of body) {
+    hash.update(chunk);
+    let start = 0;
+    for (let nl = chunk.indexOf(0x0a, start); nl >= 0; nl = chunk.indexOf(0x0a, start)) {
+      const piece = chunk.subarray(start, nl);
+      start = nl + 1;
+      number++;
+      if (skipping) {
+        skipping = false;
+        continue;
+      }
+      const line = carried > 0 ? Buffer.concat([...carry, piece]) : piece;
+      carry = [];
+      carried = 0;
+      if (line.length > MAX_EVENT_LINE) yield { error: `events.ndjson line ${number} is longer than ${MAX_EVENT_LINE} bytes`, number };
+      else yield { line: line.toString('utf8'), number };
+    }
+    if (start < chunk.length && !skipping) {
+      carry.push(chunk.subarray(start));
+      carried += chunk.length - start;
+      if (carried > MAX_EVENT_LINE) {
+        yield { error: `events.ndjson line ${number + 1} is longer than ${MAX_EVENT_LINE} bytes`, number: number + 1 };
+        carry = [];
+        carried = 0;
+        skipping = true;
+      }
+    }
+  }
+  if (carried > 0 || skipping) yield { error: `events.ndjson ends in the middle of line ${number + 1}: the archive is damaged`, number: number + 1 };
+}
+
+/**
+ * Reads a backup archive from start to end, checking its structure and every member's SHA-256,
+ * and hands the content to `visitor` as it streams by. Throws BackupArchiveError (or what the
+ * visitor throws) at the first problem; when it returns, every byte of the file was accounted for.
+ */
+export async function readBackupArchive(
+  path: string,
+  visitor: BackupVisitor,
+  options: { onEvents?: (count: number) => void } = {},
+): Promise<ArchiveFacts> {
+  const fileHash = createHash('sha256');
+  let fileSize = 0;
+  const file = createReadStream(path, { highWaterMark: 256 * 1024 });
+  file.on('data', (chunk) => {
+    fileHash.update(chunk as Buffer);
+    fileSize += chunk.length;
+  });
+  const gunzip = createGunzip();
+  const piped = pipeline(file, gunzip).catch((error: unknown) => error);
+  try {
+    let manifest: Manifest | undefined;
+    let format: FormatReader | undefined;
+    let expected: Map<string, { size: number | undefined; sha256: string; index: number }> = new Map();
+    const seen = new Set<string>();
+    let next = 0;
+    let rank = RANK.manifest;
+
+    for await (const entry of readTar(gunzip)) {
+      if (!manifest) {
+        if (entry.path !== MEMBER.manifest) {
+          throw new BackupArchiveError(`the archive starts with ${entry.path}, not manifest.json: not an ovpn-ledger backup`);
+        }
+        manifest = parseManifest(await readBody(entry, MAX_MANIFEST));
+        format = FORMATS[manifest.formatVersion]!;
+        expected = new Map(manifest.members.map((m, index) => [m.path, { size: m.size, sha256: m.sha256, index }]));
+        visitor.manifest(manifest);
+        continue;
+      }
+      const listed = expected.get(entry.path);
+      if (!listed) {
+        throw new BackupArchiveError(
+          entry.path === MEMBER.manifest ? 'the archive holds a second manifest.json' : `the archive holds ${entry.path}, which its manifest does not list`,
+        );
+      }
+      if (seen.has(entry.path)) throw new BackupArchiveError(`the archive holds ${entry.path} twice`);
+      if (manifest.ordered && listed.index !== next) {
+        const missing = manifest.members[next]?.path ?? '?';
+        throw new BackupArchiveError(`${missing} is missing from the archive (its manifest lists it before ${entry.path}): the archive is incomplete`);
+      }
+      const kind = memberKind(entry.path)!;
+      const r = RANK[kind.kind];
+      if (r < rank || (r === RANK.events) !== (seen.size === 0)) {
+        throw new BackupArchiveError(`${entry.path} is out of order in the archive (events, then keys, client keys, profiles, config)`);
+      }
+      rank = r;
+      if (listed.size !== undefined && listed.size !== entry.size) {
+        throw new BackupArchiveError(`${entry.path} is ${entry.size} bytes, but the manifest says ${listed.size}: the archive was altered or damaged`);
+      }
+      seen.add(entry.path);
+      next = listed.index + 1;
+      const mismatch = () =>
+        new BackupArchiveError(`${entry.path} does not match its SHA-256 in the manifest: the archive was altered or damaged`);
+
+      if (kind.kind === 'events') {
+        await readEvents(entry, format!, visitor, listed.sha256, mismatch, options.onEvents);
+        await visitor.eventsDone();
+        continue;
+      }
+      const data = await readBody(entry, MAX_SMALL_MEMBER);
+      if (sha256(data) !== listed.sha256) throw mismatch();
+      await visitor.member(entry.path, kind, data);
+    }
+    if (!manifest) throw new BackupArchiveError(`${path} holds no members: not an ovpn-ledger backup`);
+    for (const m of manifest.members) {
+      if (!seen.has(m.path)) throw new BackupArchiveError(`${m.path} is missing from the archive (its manifest lists it): the archive is incomplete`);
+    }
+    const streamError = await piped;
+    if (streamError) throw streamError;
+    return { manifest, size: fileSize, sha256: fileHash.digest('hex') };
+  } catch (error) {
+    throw describeReadError(error, path);
+  } finally {
+    file.destroy();
+    gunzip.destroy();
+  }
+}
+
+/**
+ * Streams the events to the visitor. The first problem (a line that does not parse, or an event
+ * the visitor refuses) stops the visitor but not the hashing: when the member does not match its
+ * SHA-256 the archive was altered, and that is what the operator is told, whatever else is wrong.
+ */
+async function readEvents(
+  entry: TarEntry,
+  format: FormatReader,
+  visitor: BackupVisitor,
+  expectedSha256: string,
+  mismatch: () => Error,
+  onEvents: ((count: number) => void) | undefined,
+): Promise<void> {
+  const hash = createHash('sha256');
+  let count = 0;
+  let problem: unknown;
+  for await (const item of lines(entry.body, hash)) {
+    if (problem !== undefined) continue;
+    if ('error' in item) {
+      problem = new BackupArchiveError(item.error);
+      continue;
+    }
+    try {
+      let raw: unknown;
+      try {
+        raw = JSON.parse(item.line);
+      } catch {
+        throw new BackupArchiveError(`events.ndjson line ${item.number} is not valid JSON: the archive is damaged`);
+      }
+      const parsed = format.readEventLine(raw);
+      if (!parsed.success) throw new BackupArchiveError(`events.ndjson line ${item.number} is not an event line: ${issuesOf(parsed.error)}`);
+      visitor.event(parsed.data);
+    } catch (error) {
+      problem = error;
+      continue;
+    }
+    count++;
+    if (onEvents && count % 10_000 === 0) onEvents(count);
+  }
+  if (hash.digest('hex') !== expectedSha256) throw mismatch();
+  if (problem !== undefined) throw problem;
+  onEvents?.(count);
+}

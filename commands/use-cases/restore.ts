@@ -1,0 +1,606 @@
+// ov_restore: all or nothing. The archive is read once, start to end, and every check runs as it
+// streams by: the structure and every member's SHA-256 (adapters/archive), every event upcast and
+// replayed against the rules (log-replay.ts), every key against its certificate, every certificate
+// against the CA, every profile against its certificate, key, CA and tls-crypt key.
+//
+// Meanwhile a fresh state directory is built in a staging directory beside the target (same file
+// system): events appended in their order, keys and profiles written with their modes. Only when
+// everything passed are the read models rebuilt, the CRL signed (numbered above the backed-up
+// one) and server.conf rendered, and then the staging directory is renamed into place. Until that
+// rename the target is not touched; on any refusal the staging directory is removed. --dry-run does
+// the same reading and checking with no staging directory at all: it writes nothing.
+import { spawnSync } from 'node:child_process';
+import { createHash, createHmac, createPrivateKey, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { closeSync, copyFileSync, existsSync, fchmodSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
+import * as E from 'fp-ts/lib/Either.js';
+import { certificateFacts, rsaPrivateKeyPublic, type RsaPublic } from '../../adapters/archive/certificate-facts.js';
+import {
+  BackupArchiveError,
+  MEMBER,
+  readBackupArchive,
+  verifyFormatTable,
+  type ArchivedEvent,
+  type ContentSummary,
+  type Manifest,
+  type MemberKind,
+} from '../../adapters/archive/backup-archive.js';
+import type { StreamAppend } from '../../adapters/eventstore/sqlite-event-store.js';
+import { syncDirectory, writeFileAtomic } from '../../adapters/fs/atomic-file.js';
+import { ensureDirectory, ensureStateDirectories, MODE, stateLayout, type StateLayout } from '../../adapters/fs/state-layout.js';
+import { clientConfigDefault, clientConfigDir, renderClientConfigDefault, renderServerConfig } from '../../adapters/openvpn/server-config.js';
+import { readCrlNumber } from '../../adapters/pki/crl-encoder.js';
+import type { CrlPublication } from '../../adapters/pki/crl-publisher.js';
+import { planDns } from '../../domain/dns.js';
+import { CURRENT_SCHEMAS, type EventType } from '../../domain/events.js';
+import { vpcResolverOf } from '../../domain/networks.js';
+import { DEFAULT_DNS_SETTINGS, parseDnsConf, type DnsSettings } from '../../infra/config/dns-conf.js';
+import { parseGatewayConf, type GatewaySettings } from '../../infra/config/gateway-conf.js';
+import { dnsConfPath, emailConfPath, gatewayConfPath } from '../../infra/config/paths.js';
+import type { FreshState } from '../../infra/composition-root.js';
+import { refused, type Failure } from '../failure.js';
+import { compactUtc } from './backup.js';
+import { HistoryError, LogReplay, type CertificateFact, type GatewayData, type NeededCertificate, type SummaryHeader } from './log-replay.js';
+
+export interface RestoreInput {
+  readonly archivePath: string;
+  readonly stateDir: string;
+  readonly configDir: string;
+  readonly dryRun: boolean;
+  readonly force: boolean;
+  readonly now: Date;
+  readonly onProgress?: (text: string) => void;
+}
+
+export interface ConfigAction {
+  readonly path: string;
+  readonly action: 'create' | 'unchanged' | 'replace';
+  /** Where the file it replaced was kept. */
+  readonly keptAs?: string;
+}
+
+export interface RestoreResult {
+  readonly dryRun: boolean;
+  readonly header: SummaryHeader;
+  readonly summary: ContentSummary;
+  readonly archive: { readonly size: number; readonly sha256: string };
+  readonly stateDir: string;
+  /** The target already held state (a real restore then needed --force). */
+  readonly targetHadState: boolean;
+  readonly keptAside: string | undefined;
+  readonly crl: CrlPublication | undefined;
+  readonly serverConf: string;
+  readonly config: readonly ConfigAction[];
+  readonly clientKeys: number;
+  readonly profiles: number;
+  /** Events stored at an older schema version, read through the upcasters. */
+  readonly upcast: number;
+}
+
+/** A refusal found while checking the archive's content. */
+export class ArchiveRejected extends Error {
+  override readonly name = 'ArchiveRejected';
+}
+
+type TargetState = 'absent' | 'empty' | 'occupied';
+
+function inspectTarget(dir: string): TargetState {
+  let st;
+  try {
+    st = lstatSync(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 'absent';
+    throw error;
+  }
+  if (!st.isDirectory()) throw new ArchiveRejected(`${dir} (OVL_STATE_DIR) exists but is not a directory`);
+  return readdirSync(dir).length === 0 ? 'empty' : 'occupied';
+}
+
+function uniqueName(base: string): string {
+  if (!existsSync(base)) return base;
+  for (let i = 2; ; i++) if (!existsSync(`${base}-${i}`)) return `${base}-${i}`;
+}
+
+const sha256 = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex');
+
+const STATIC_KEY = /^(#[^\n]*\n)*-----BEGIN OpenVPN Static key V1-----\n([0-9a-f]{32}\n){16}-----END OpenVPN Static key V1-----\n?$/;
+
+function block(profile: string, tag: string): string | undefined {
+  const matches = [...profile.matchAll(new RegExp(`^<${tag}>\\n([\\s\\S]*?)\\n</${tag}>$`, 'gm'))];
+  return matches.length === 1 ? matches[0]![1] : undefined;
+}
+
+const stripZeros = (hex: string) => hex.toLowerCase().replace(/^0+(?=.)/, '');
+
+/** Where the new state is built: a directory beside the target, and the store opened in it. */
+interface Staging {
+  readonly dir: string;
+  readonly layout: StateLayout;
+  readonly fresh: FreshState;
+}
+
+function writeNew(path: string, data: Buffer, mode: number): void {
+  const fd = openSync(path, 'wx', mode);
+  try {
+    fchmodSync(fd, mode);
+    for (let at = 0; at < data.length; ) at += writeSync(fd, data, at, data.length - at);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The visitor that checks everything and, unless this is a dry run, fills the staging directory. */
+class ArchiveChecker {
+  manifest: Manifest | undefined;
+  readonly replay: LogReplay;
+  upcast = 0;
+  settings: GatewaySettings | undefined;
+  dns: DnsSettings | undefined;
+  readonly config = new Map<string, Buffer>();
+  clientKeys = 0;
+  profiles = 0;
+
+  // Per certificate only digests (of its public key and its PEM), so a 100,000-profile log stays small.
+  private readonly certificates = new Map<string, { keyId: string; pemSha256: string; profileId: string }>();
+  private readonly caKeys = new Map<string, KeyObject>();
+  private needed = new Map<string, NeededCertificate>();
+  /** SHA-256 of each client key's PEM (trimmed), to find the same key inside its profile. */
+  private readonly keyTexts = new Map<string, string>();
+  private readonly profilesSeen = new Set<string>();
+  private tlsCryptText: string | undefined;
+  private batch: StreamAppend[] = [];
+
+  constructor(
+    private readonly staging: Staging | undefined,
+    private readonly onProgress: ((text: string) => void) | undefined,
+  ) {
+    this.replay = new LogReplay((c, gateway) => this.checkCertificate(c, gateway));
+  }
+
+  private get gateway(): GatewayData {
+    const g = this.replay.gateway;
+    if (!g) throw new ArchiveRejected('the event log has no GatewayInitialized event');
+    return g;
+  }
+
+  private caKey(pem: string): KeyObject {
+    let key = this.caKeys.get(pem);
+    if (!key) {
+      key = new X509Certificate(pem).publicKey;
+      this.caKeys.set(pem, key);
+    }
+    return key;
+  }
+
+  private checkCertificate(c: CertificateFact, gateway: GatewayData): void {
+    const fail = (why: string): never => {
+      throw new HistoryError(`the certificate of serial ${c.serial} ${why}`);
+    };
+    const ca = this.caKey(gateway.caCertificatePem);
+    // The fast reader covers what certificates.ts issues; anything else goes through OpenSSL.
+    const facts = certificateFacts(c.pem);
+    let keyId: string;
+    if (facts) {
+      if (stripZeros(facts.serial) !== stripZeros(c.serial)) fail(`has serial ${facts.serial} inside`);
+      if (!facts.signedBy(ca)) fail("is not signed by the gateway's CA");
+      if (facts.commonName !== c.profileId) fail(`is for ${facts.commonName ?? 'no common name'}, not profile ${c.profileId}`);
+      if (facts.isCa) fail('is a CA certificate');
+      if (facts.notAfter.toISOString() !== c.notAfter) fail(`expires at ${facts.notAfter.toISOString()}, not ${c.notAfter} as recorded`);
+      keyId = facts.rsa ? rsaKeyId(facts.rsa) : publicKeyId(new X509Certificate(c.pem).publicKey);
+    } else {
+      let x: X509Certificate;
+      try {
+        x = new X509Certificate(c.pem);
+      } catch {
+        return fail('in the event log does not parse');
+      }
+      if (stripZeros(x.serialNumber) !== stripZeros(c.serial)) fail(`has serial ${x.serialNumber.toLowerCase()} inside`);
+      if (!x.verify(ca)) fail("is not signed by the gateway's CA");
+      if (x.subject !== `CN=${c.profileId}`) fail(`is for ${x.subject.replace(/\n/g, ', ')}, not profile ${c.profileId}`);
+      if (x.ca) fail('is a CA certificate');
+      if (new Date(x.validTo).toISOString() !== c.notAfter) fail(`expires at ${x.validTo}, not ${c.notAfter} as recorded`);
+      keyId = publicKeyId(x.publicKey);
+    }
+    this.certificates.set(c.serial, { keyId, pemSha256: sha256(c.pem.trim()), profileId: c.profileId });
+  }
+
+  // As a BackupVisitor ---------------------------------------------------------------------------
+
+  onManifest(m: Manifest): void {
+    this.manifest = m;
+  }
+
+  event(e: ArchivedEvent): void {
+    this.replay.add(e);
+    const current = CURRENT_SCHEMAS[e.type as EventType];
+    if (current && e.schemaVersion < current.version) this.upcast++;
+    if (!this.staging) return;
+    this.batch.push({
+      streamId: e.streamId,
+      expectedRevision: e.revision === 0n ? 'no_stream' : e.revision - 1n,
+      events: [{ type: e.type, schemaVersion: e.schemaVersion, data: e.data, metadata: e.metadata }],
+    });
+    if (this.batch.length >= 10_000) this.flush();
+  }
+
+  private flush(): void {
+    if (this.staging && this.batch.length > 0) this.staging.fresh.store.appendManySync(this.batch);
+    this.batch = [];
+    this.onProgress?.(`events checked: ${this.replay.count}`);
+  }
+
+  eventsDone(): void {
+    this.flush();
+    const m = this.manifest!;
+    if (this.replay.count !== m.eventCount) throw new ArchiveRejected(`events.ndjson holds ${this.replay.count} events, but the manifest says ${m.eventCount}`);
+    if (this.replay.lastPosition !== m.lastPosition) {
+      throw new ArchiveRejected(`the last event is at position ${this.replay.lastPosition}, but the manifest says ${m.lastPosition}`);
+    }
+    void this.gateway;
+    // What could still connect when the backup was taken: its keys and profiles must be here.
+    this.needed = new Map(this.replay.neededCertificates(m.createdAt).map((n) => [n.serial, n]));
+  }
+
+  private write(path: string, data: Buffer, mode: number): void {
+    if (!this.staging) return;
+    ensureDirectory(dirname(path), path.startsWith(this.staging.layout.openvpnDir) ? MODE.publicDir : MODE.privateDir);
+    writeNew(path, data, mode);
+  }
+
+  member(path: string, kind: MemberKind, data: Buffer): void {
+    const layout = this.staging?.layout;
+    const g = this.gateway;
+    const text = data.toString('utf8');
+    switch (kind.kind) {
+      case 'key':
+        return this.checkKey(kind.path, data, text, g);
+      case 'client-key': {
+        const need = this.needed.get(kind.serial);
+        const cert = this.certificates.get(kind.serial);
+        if (!need || !cert) throw new ArchiveRejected(`${path} is not the key of a certificate that could still connect when the backup was taken`);
+        if (privateKeyId(text, path) !== cert.keyId) throw new ArchiveRejected(`${path} is not the private key of certificate ${kind.serial}`);
+        this.keyTexts.set(kind.serial, sha256(text.trim()));
+        this.clientKeys++;
+        if (layout) this.write(layout.clientKey(kind.serial), data, MODE.secretFile);
+        return;
+      }
+      case 'profile': {
+        const need = this.needed.get(kind.serial);
+        const cert = this.certificates.get(kind.serial);
+        if (!need || !cert || cert.profileId !== kind.profileId) {
+          throw new ArchiveRejected(`${path} is not the profile of a certificate of ${kind.profileId} that could still connect when the backup was taken`);
+        }
+        const key = this.keyTexts.get(kind.serial);
+        if (key === undefined) throw new ArchiveRejected(`${path} comes without its private key (keys/clients/${kind.serial}.key)`);
+        const expected: Record<string, string | undefined> = {
+          ca: sha256(g.caCertificatePem.trim()),
+          cert: cert.pemSha256,
+          key,
+          'tls-crypt': this.tlsCryptText === undefined ? undefined : sha256(this.tlsCryptText),
+        };
+        for (const [tag, digest] of Object.entries(expected)) {
+          const found = block(text, tag);
+          if (found === undefined || sha256(found) !== digest) {
+            throw new ArchiveRejected(`${path}: its <${tag}> is not the ${tag === 'cert' ? 'certificate' : tag === 'ca' ? 'CA certificate' : tag} of serial ${kind.serial}`);
+          }
+        }
+        this.profilesSeen.add(kind.serial);
+        this.profiles++;
+        if (layout) this.write(layout.profile(kind.profileId, kind.serial), data, MODE.secretFile);
+        return;
+      }
+      case 'config': {
+        if (kind.path === MEMBER.gatewayConf) {
+          const parsed = parseGatewayConf(text, 'config/gateway.conf (in the archive)');
+          if (E.isLeft(parsed)) throw new ArchiveRejected(parsed.left.message);
+          this.settings = parsed.right;
+        }
+        if (kind.path === MEMBER.dnsConf) {
+          const parsed = parseDnsConf(text, 'config/dns.conf (in the archive)');
+          if (E.isLeft(parsed)) throw new ArchiveRejected(parsed.left.message);
+          this.dns = parsed.right;
+        }
+        this.config.set(kind.path, data);
+        return;
+      }
+      case 'manifest':
+      case 'events':
+        throw new ArchiveRejected(`unexpected ${path}`);
+    }
+  }
+
+  private checkKey(path: string, data: Buffer, text: string, g: GatewayData): void {
+    const layout = this.staging?.layout;
+    switch (path) {
+      case MEMBER.caKey:
+      case MEMBER.serverKey: {
+        const pem = path === MEMBER.caKey ? g.caCertificatePem : g.serverCertificatePem;
+        let key: KeyObject;
+        try {
+          key = createPrivateKey(text);
+        } catch {
+          throw new ArchiveRejected(`${path} is not a private key`);
+        }
+        if (!new X509Certificate(pem).checkPrivateKey(key)) {
+          throw new ArchiveRejected(`${path} is not the private key of the ${path === MEMBER.caKey ? 'CA' : 'server'} certificate in the event log`);
+        }
+        if (layout) this.write(path === MEMBER.caKey ? layout.caKey : layout.serverKey, data, MODE.secretFile);
+        return;
+      }
+      case MEMBER.caCert:
+      case MEMBER.serverCert: {
+        const isCa = path === MEMBER.caCert;
+        let x: X509Certificate;
+        try {
+          x = new X509Certificate(data);
+        } catch {
+          throw new ArchiveRejected(`${path} is not a certificate`);
+        }
+        if (!x.raw.equals(new X509Certificate(isCa ? g.caCertificatePem : g.serverCertificatePem).raw)) {
+          throw new ArchiveRejected(`${path} is not the ${isCa ? 'CA' : 'server'} certificate the event log recorded at ov_init`);
+        }
+        if (!x.verify(this.caKey(g.caCertificatePem))) throw new ArchiveRejected(`${path} is not signed by the gateway's CA`);
+        if (layout) this.write(isCa ? layout.caCert : layout.serverCert, data, MODE.publicFile);
+        return;
+      }
+      case MEMBER.tlsCryptKey:
+        if (!STATIC_KEY.test(text)) throw new ArchiveRejected(`${path} is not an OpenVPN static key`);
+        this.tlsCryptText = text.trim();
+        if (layout) this.write(layout.tlsCryptKey, data, MODE.secretFile);
+        return;
+      case MEMBER.profileIdKey: {
+        if (!/^[0-9a-f]{64}\n?$/.test(text)) throw new ArchiveRejected(`${path} is not a 256-bit hex key`);
+        const key = Buffer.from(text.trim(), 'hex');
+        for (const p of this.replay.pairs()) {
+          const id = `p${createHmac('sha256', key).update(`${p.email}\n${p.traffic}`).digest('hex').slice(0, 24)}`;
+          if (id !== p.profileId) throw new ArchiveRejected(`${path} does not map ${p.email} (${p.traffic}) to its stream: it is not this gateway's key`);
+        }
+        if (layout) this.write(layout.profileIdKey, data, MODE.secretFile);
+        return;
+      }
+    }
+  }
+
+  /** After the whole archive was read: nothing the restored gateway needs may be missing. */
+  finish(): ContentSummary {
+    for (const n of this.needed.values()) {
+      if (!n.required) continue;
+      if (!this.keyTexts.has(n.serial)) throw new ArchiveRejected(`the private key of ${n.email} (${n.traffic}), serial ${n.serial}, is missing: the archive is incomplete`);
+      if (!this.profilesSeen.has(n.serial)) throw new ArchiveRejected(`the profile of ${n.email} (${n.traffic}), serial ${n.serial}, is missing: the archive is incomplete`);
+    }
+    const summary = this.replay.summary();
+    const recorded = this.manifest?.summary;
+    if (recorded && !isDeepStrictEqual(recorded, summary)) {
+      throw new ArchiveRejected('the summary in the manifest differs from what the events say: the archive was altered or damaged');
+    }
+    return summary;
+  }
+}
+
+/** Identifies a public key: RSA by modulus and exponent, anything else by its SPKI. */
+const rsaKeyId = (r: RsaPublic): string => `rsa:${sha256(`${r.n}:${r.e}`)}`;
+const hexOf = (base64url: string | undefined): string =>
+  Buffer.from(base64url ?? '', 'base64url').toString('hex').replace(/^(00)+(?=.)/, '').replace(/^0(?=.)/, '');
+
+function publicKeyId(key: KeyObject): string {
+  if (key.asymmetricKeyType === 'rsa') {
+    const jwk = key.export({ format: 'jwk' });
+    return rsaKeyId({ n: hexOf(jwk.n), e: hexOf(jwk.e) });
+  }
+  return `spki:${sha256(key.export({ type: 'spki', format: 'der' }))}`;
+}
+
+/**
+ * The same identity for a private key. An RSA key is matched by the modulus and exponent it
+ * carries (a damaged key is already caught by the archive's hashes); others go through OpenSSL.
+ */
+function privateKeyId(pem: string, path: string): string {
+  const rsa = rsaPrivateKeyPublic(pem);
+  if (rsa) return rsaKeyId(rsa);
+  try {
+    return publicKeyId(createPublicKey(createPrivateKey(pem)));
+  } catch {
+    throw new ArchiveRejected(`${path} is not a private key`);
+  }
+}
+
+/** Flushes the whole file system holding `dir` (syncfs) once, instead of one fsync per file. */
+function syncFileSystem(dir: string): void {
+  const res = spawnSync('sync', ['--file-system', dir], { stdio: 'ignore' });
+  if (res.status !== 0) spawnSync('sync', [], { stdio: 'ignore' });
+}
+
+/** Where each configuration file of the archive goes, and with which mode. */
+function configTargets(configDir: string): readonly { member: string; path: string; mode: number }[] {
+  return [
+    { member: MEMBER.gatewayConf, path: gatewayConfPath(configDir), mode: 0o644 },
+    { member: MEMBER.emailConf, path: emailConfPath(configDir), mode: MODE.secretFile },
+    { member: MEMBER.dnsConf, path: dnsConfPath(configDir), mode: 0o644 },
+  ];
+}
+
+function configPlan(checker: ArchiveChecker, configDir: string): ConfigAction[] {
+  const plan: ConfigAction[] = [];
+  for (const { member, path } of configTargets(configDir)) {
+    const data = checker.config.get(member);
+    if (!data) continue;
+    const current = existsSync(path) ? readFileSync(path) : undefined;
+    plan.push({ path, action: !current ? 'create' : current.equals(data) ? 'unchanged' : 'replace' });
+  }
+  return plan;
+}
+
+export async function restoreBackup(input: RestoreInput, openFreshState: (layout: StateLayout) => FreshState): Promise<E.Either<Failure, RestoreResult>> {
+  verifyFormatTable();
+  const { archivePath, stateDir, configDir, now } = input;
+  const stamp = compactUtc(now);
+  const refuse = (why: string) => E.left(refused(`${archivePath} refused: ${why}; nothing was changed`));
+
+  let target: TargetState;
+  try {
+    if (!existsSync(archivePath)) return E.left(refused(`${archivePath} does not exist`));
+    if (!statSync(archivePath).isFile()) return E.left(refused(`${archivePath} is not a file`));
+    target = inspectTarget(stateDir);
+  } catch (error) {
+    if (error instanceof ArchiveRejected) return E.left(refused(error.message));
+    throw error;
+  }
+  const asideName = `${stateDir}.before-restore-${stamp}`;
+  if (target === 'occupied' && !input.force && !input.dryRun) {
+    return E.left(
+      refused(`${stateDir} already holds a gateway's state; to replace it, run ov_restore --force ${archivePath} (the current state is then kept as ${asideName}); nothing was changed`),
+    );
+  }
+
+  let staging: Staging | undefined;
+  try {
+    if (!input.dryRun) {
+      const parent = dirname(stateDir);
+      mkdirSync(parent, { recursive: true, mode: MODE.publicDir });
+      const dir = mkdtempSync(join(parent, `.${basename(stateDir)}.restore-`));
+      const layout = stateLayout(dir);
+      ensureStateDirectories(layout);
+      staging = { dir, layout, fresh: openFreshState(layout) };
+    }
+
+    // 1. Read and check everything, filling the staging directory as it goes.
+    const checker = new ArchiveChecker(staging, input.onProgress);
+    const facts = await readBackupArchive(
+      archivePath,
+      {
+        manifest: (m) => checker.onManifest(m),
+        event: (e) => checker.event(e),
+        eventsDone: () => checker.eventsDone(),
+        member: (path, kind, data) => checker.member(path, kind, data),
+      },
+      { onEvents: (n) => input.onProgress?.(`events checked: ${n}`) },
+    );
+    const summary = checker.finish();
+    const manifest = facts.manifest;
+    const config = configPlan(checker, configDir);
+    const header: SummaryHeader = {
+      hostname: manifest.hostname,
+      createdAt: manifest.createdAt,
+      formatVersion: manifest.formatVersion,
+      ledgerVersion: manifest.ledgerVersion,
+      lastPosition: manifest.lastPosition,
+    };
+    const gateway = checker.replay.gateway!;
+    const result = {
+      dryRun: input.dryRun,
+      header,
+      summary,
+      archive: { size: facts.size, sha256: facts.sha256 },
+      stateDir,
+      targetHadState: target === 'occupied',
+      serverConf: stateLayout(stateDir).serverConf,
+      clientKeys: checker.clientKeys,
+      profiles: checker.profiles,
+      upcast: checker.upcast,
+    };
+    const replacing = config.filter((c) => c.action === 'replace');
+    if (input.dryRun) return E.right({ ...result, keptAside: undefined, crl: undefined, config });
+    if (replacing.length > 0 && !input.force) {
+      return refuse(
+        `${replacing.map((c) => c.path).join(' and ')} ${replacing.length === 1 ? 'differs' : 'differ'} from the archive's; run ov_restore --force to replace ${replacing.length === 1 ? 'it' : 'them'} (the current ${replacing.length === 1 ? 'one is' : 'ones are'} kept as <file>.before-restore-${stamp})`,
+      );
+    }
+
+    // 2. Finish the new state: read models, CRL, server config.
+    const s = staging!;
+    input.onProgress?.('rebuilding the read models');
+    await s.fresh.projections.rebuild((after, limit) => s.fresh.store.readAll({ after, limit }));
+    const active = summary.users.all.active + summary.users.partial.active;
+    if (s.fresh.projections.activeUsers().length !== active || s.fresh.projections.crlEntryCount() !== summary.crl.serials) {
+      throw new Error('internal error: the rebuilt read models disagree with the replayed log');
+    }
+    const settings = checker.settings ?? currentSettings(configDir);
+    const previousCrl = target === 'occupied' && existsSync(stateLayout(stateDir).crl) ? (readCrlNumber(readFileSync(stateLayout(stateDir).crl)) ?? 0n) : 0n;
+    // 1.0 manifests carried no CRL number: every revocation and ov_init each published one, so
+    // 1 + revocations is a number the old gateway had reached at least.
+    const backedUp = manifest.crlNumber ?? BigInt(1 + checker.replay.revocations);
+    const crl = s.fresh.crl.publish({ now, validityDays: settings.crlValidityDays, after: backedUp > previousCrl ? backedUp : previousCrl });
+    // server.conf names the target's paths; DNS as dns.conf and the recorded VPC say (gateway-networks.ts).
+    const dnsSettings = checker.dns ?? currentDnsSettings(configDir);
+    const primaryCidr = gateway.networks?.primaryCidr;
+    const dns = planDns({
+      configuredServers: dnsSettings.servers,
+      vpcResolver: primaryCidr === undefined ? undefined : vpcResolverOf(primaryCidr),
+      domainRoutes: dnsSettings.domainRoutes,
+    });
+    writeFileAtomic(
+      s.layout.serverConf,
+      renderServerConfig({ layout: stateLayout(stateDir), port: gateway.port, proto: gateway.proto, vpnNetwork: gateway.vpnNetwork, dns }),
+      MODE.publicFile,
+    );
+    ensureDirectory(clientConfigDir(s.layout), MODE.publicDir);
+    writeFileAtomic(clientConfigDefault(s.layout), renderClientConfigDefault(dns), MODE.publicFile);
+    s.fresh.close();
+    syncFileSystem(s.dir);
+
+    // 3. Swap it in.
+    let keptAside: string | undefined;
+    if (target === 'occupied') {
+      keptAside = uniqueName(asideName);
+      renameSync(stateDir, keptAside);
+      try {
+        renameSync(s.dir, stateDir);
+      } catch (error) {
+        renameSync(keptAside, stateDir);
+        throw error;
+      }
+    } else {
+      // rename(2) replaces an empty directory in one step.
+      renameSync(s.dir, stateDir);
+    }
+    staging = undefined;
+    syncDirectory(dirname(stateDir));
+
+    // 4. The configuration files, the replaced ones kept beside them.
+    const done: ConfigAction[] = [];
+    for (const c of config) {
+      if (c.action === 'unchanged') {
+        done.push(c);
+        continue;
+      }
+      mkdirSync(configDir, { recursive: true, mode: MODE.publicDir });
+      const target = configTargets(configDir).find((t) => t.path === c.path)!;
+      const data = checker.config.get(target.member)!;
+      let keptAs: string | undefined;
+      if (c.action === 'replace') {
+        keptAs = uniqueName(`${c.path}.before-restore-${stamp}`);
+        copyFileSync(c.path, keptAs);
+      }
+      writeFileAtomic(c.path, data, target.mode);
+      done.push(keptAs ? { ...c, keptAs } : c);
+    }
+    return E.right({ ...result, keptAside, crl, config: done });
+  } catch (error) {
+    if (error instanceof BackupArchiveError || error instanceof HistoryError || error instanceof ArchiveRejected) {
+      return refuse(error.message.replace(/\s*\n\s*/g, ' '));
+    }
+    throw error;
+  } finally {
+    if (staging) {
+      staging.fresh.close();
+      rmSync(staging.dir, { recursive: true, force: true });
+    }
+  }
+}
+
+function currentSettings(configDir: string): GatewaySettings {
+  const path = gatewayConfPath(configDir);
+  const parsed = parseGatewayConf(existsSync(path) ? readFileSync(path, 'utf8') : '', path);
+  if (E.isRight(parsed)) return parsed.right;
+  const defaults = parseGatewayConf('', path);
+  if (E.isLeft(defaults)) throw new Error(defaults.left.message);
+  return defaults.right;
+}
+
+function currentDnsSettings(configDir: string): DnsSettings {
+  const path = dnsConfPath(configDir);
+  if (!existsSync(path)) return DEFAULT_DNS_SETTINGS;
+  const parsed = parseDnsConf(readFileSync(path, 'utf8'), path);
+  return E.isRight(parsed) ? parsed.right : DEFAULT_DNS_SETTINGS;
+}

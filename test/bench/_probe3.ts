@@ -1,0 +1,16 @@
+import { performance } from 'node:perf_hooks';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EsdbEventStore } from '../../adapters/eventstore/esdb-event-store.js';
+import { encodeRevokedEntry } from '../../adapters/pki/crl-encoder.js';
+import { openSqliteDatabase } from '../../adapters/sqlite/open-database.js';
+import { SqliteProjectionStore } from '../../projections/sqlite-projection-store.js';
+const store = EsdbEventStore.connect(process.argv[2]!);
+const db = openSqliteDatabase(join(mkdtempSync(join(tmpdir(), 'probe-')), 'l.sqlite'));
+const projections = new SqliteProjectionStore(db, { encodeCrlEntry: (e) => encodeRevokedEntry({ serialHex: e.serial, revokedAt: new Date(e.revokedAt), reason: e.reason }) });
+const t = performance.now();
+const n = await projections.catchUp((after, limit) => store.readAll({ after, limit }));
+const ms = performance.now() - t;
+console.log('caught up', n, ms.toFixed(0), 'ms', Math.round(n / ms * 1000), 'ev/s');
+await store.close();

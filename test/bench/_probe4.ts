@@ -1,0 +1,21 @@
+import { performance } from 'node:perf_hooks';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { RecordedEvent } from '../../adapters/eventstore/event-store.js';
+import { EsdbEventStore } from '../../adapters/eventstore/esdb-event-store.js';
+import { encodeRevokedEntry } from '../../adapters/pki/crl-encoder.js';
+import { openSqliteDatabase } from '../../adapters/sqlite/open-database.js';
+import { SqliteProjectionStore } from '../../projections/sqlite-projection-store.js';
+const store = EsdbEventStore.connect(process.argv[2]!);
+let c0 = process.cpuUsage(); let t = performance.now();
+const all: RecordedEvent[] = []; let after = 0n;
+for (;;) { const page = await store.readAll({ after, limit: 5000 }); if (page.length === 0) break; all.push(...page); after = page.at(-1)!.position; }
+let cpu = process.cpuUsage(c0); console.log('read', all.length, (performance.now()-t).toFixed(0), 'ms wall', ((cpu.user+cpu.system)/1000).toFixed(0), 'ms cpu');
+const db = openSqliteDatabase(join(mkdtempSync(join(tmpdir(), 'probe-')), 'l.sqlite'));
+const projections = new SqliteProjectionStore(db, { encodeCrlEntry: (e) => encodeRevokedEntry({ serialHex: e.serial, revokedAt: new Date(e.revokedAt), reason: e.reason }) });
+c0 = process.cpuUsage(); t = performance.now();
+let i = 0;
+const n = await projections.catchUp(async (a, limit) => { const out = []; while (i < all.length && out.length < limit) { const e = all[i++]!; if (e.position > a) out.push(e); } return out; });
+cpu = process.cpuUsage(c0); console.log('apply', n, (performance.now()-t).toFixed(0), 'ms wall', ((cpu.user+cpu.system)/1000).toFixed(0), 'ms cpu');
+await store.close();
