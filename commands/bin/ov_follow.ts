@@ -1,5 +1,13 @@
 #!/usr/bin/env node
 import { main } from '../cli/run-cli.js';
-import { spec } from '../cli/ov_follow.js';
+import { followSpec } from '../cli/ov_follow.js';
 
-main(spec);
+const controller = new AbortController();
+const stop = (signal: NodeJS.Signals): void => {
+  if (controller.signal.aborted) return;
+  process.stdout.write(`ov_follow: ${signal} received, stopping\n`);
+  controller.abort();
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
+main(followSpec(controller.signal));

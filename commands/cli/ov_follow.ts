@@ -9,39 +9,33 @@ const Schema = z.object({
   pollMs: z.number().int('must be a whole number of milliseconds').min(50, 'must be at least 50').max(3_600_000).optional(),
 });
 
-export const spec: CommandSpec<typeof Schema> = {
-  name: 'ov_follow',
-  description:
-    "keep this gateway's users, audit history and CRL current with events from every gateway sharing its event store (runs until SIGTERM)",
-  open: 'existing',
-  schema: Schema,
-  flags: (y) =>
-    y.option('poll-ms', {
-      type: 'number',
-      describe: 'poll the store at this interval instead of subscribing (the embedded store is always polled, every 1000 ms)',
-    }),
-  run: async (input, { ledger }) => {
-    const controller = new AbortController();
-    const stop = (signal: NodeJS.Signals) => {
-      if (controller.signal.aborted) return;
-      process.stdout.write(`ov_follow: ${signal} received, stopping\n`);
-      controller.abort();
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-    try {
-      const result = await follow(ledger, {
-        signal: controller.signal,
-        pollMs: input.pollMs,
-        report: (line) => process.stdout.write(`ov_follow: ${line}\n`),
-      });
-      return E.map((s: FollowSummary) =>
-        `ov_follow: stopped at position ${s.checkpoint} (${s.mode}): ${s.applied} event(s) applied, ` +
-        `CRL written ${s.crlsWritten} time(s), ${s.reconnects} reconnection(s).`,
-      )(result);
-    } finally {
-      process.off('SIGTERM', stop);
-      process.off('SIGINT', stop);
-    }
-  },
-};
+/**
+ * The command, stopped by `stop` (the bin aborts it on SIGTERM/SIGINT, from the very start, so a
+ * signal during the first catch-up also ends in a clean stop once that catch-up's page is done).
+ */
+export function followSpec(stop: AbortSignal): CommandSpec<typeof Schema> {
+  return {
+    name: 'ov_follow',
+    description:
+      "keep this gateway's users, audit history and CRL current with events from every gateway sharing its event store (runs until SIGTERM)",
+    open: 'existing',
+    schema: Schema,
+    flags: (y) =>
+      y.option('poll-ms', {
+        type: 'number',
+        describe: 'poll the store at this interval instead of subscribing (the embedded store is always polled, every 1000 ms)',
+      }),
+    run: async (input, { ledger }) =>
+      E.map(
+        (s: FollowSummary) =>
+          `ov_follow: stopped at position ${s.checkpoint} (${s.mode}): ${s.applied} event(s) applied, ` +
+          `CRL written ${s.crlsWritten} time(s), ${s.reconnects} reconnection(s).`,
+      )(
+        await follow(ledger, {
+          signal: stop,
+          pollMs: input.pollMs,
+          report: (line) => process.stdout.write(`ov_follow: ${line}\n`),
+        }),
+      ),
+  };
+}

@@ -156,7 +156,7 @@ export async function backupGateway(ledger: Ledger, input: BackupInput): Promise
       if (file.path === MEMBER.caCert || file.path === MEMBER.serverCert) {
         const expected = file.path === MEMBER.caCert ? gateway.caCertificatePem : gateway.serverCertificatePem;
         if (!new X509Certificate(data).raw.equals(new X509Certificate(expected).raw)) {
-          return E.left(refused(`${file.source} is not the certificate the event log recorded at ov_init; no backup was written`));
+          return E.left(refused(`${file.source} is not the certificate the event log records; no backup was written`));
         }
       }
       files.push({ ...file, size: data.length, sha256: sha256(data) });

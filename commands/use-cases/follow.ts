@@ -50,6 +50,8 @@ export interface FollowSummary {
 /** Buffered events above which the subscription is paused until the follower catches up. */
 const HIGH_WATER = 20_000;
 const LOW_WATER = 2_000;
+/** Longest a burst of events may hold back the CRL of a revocation already projected. */
+const CRL_COALESCE_MS = 500;
 
 export async function follow(ledger: Ledger, options: FollowOptions): Promise<E.Either<Failure, FollowSummary>> {
   const { signal, report } = options;
@@ -71,8 +73,25 @@ export async function follow(ledger: Ledger, options: FollowOptions): Promise<E.
   let crlsWritten = 0;
   let reconnects = 0;
 
-  /** Applies `events` (in order) past the checkpoint; then CRL and sessions. */
-  const apply = async (events: readonly RecordedEvent[]): Promise<void> => {
+  /** When the CRL file started to lag a projected revocation (undefined: it does not). */
+  let crlLaggingSince: number | undefined;
+  const publishIfStale = (): void => {
+    if (!ledger.projections.gateway() || !ledger.crl.isStale()) {
+      crlLaggingSince = undefined;
+      return;
+    }
+    const crl = publishCrl(ledger);
+    crlLaggingSince = undefined;
+    crlsWritten++;
+    report(`CRL #${crl.number} written with ${crl.entries} entries`);
+  };
+
+  /**
+   * Applies `events` (in order) past the checkpoint; then CRL and sessions. With `moreComing`
+   * (a burst still queued), the CRL is re-signed only once it lagged for CRL_COALESCE_MS: a burst
+   * of revocations costs a few signatures, not one per event, and none waits much longer.
+   */
+  const apply = async (events: readonly RecordedEvent[], moreComing = false): Promise<void> => {
     const before = ledger.projections.checkpoint();
     let served = false;
     const count = await ledger.projections.catchUp(async (after) => {
@@ -83,27 +102,28 @@ export async function follow(ledger: Ledger, options: FollowOptions): Promise<E.
     if (count === 0) return;
     const now = ledger.projections.checkpoint();
     const done = events.filter((e) => e.position > before && e.position <= now);
-    await afterApplied(done, count);
-  };
-
-  const afterApplied = async (done: readonly RecordedEvent[], count: number): Promise<void> => {
     applied += count;
-    const types = new Map<string, number>();
-    for (const e of done) types.set(e.type, (types.get(e.type) ?? 0) + 1);
-    const first = done[0]?.position;
-    const last = done.at(-1)?.position;
-    report(
-      `applied ${count} event${count === 1 ? '' : 's'} (positions ${String(first)}–${String(last)}): ` +
-        [...types].map(([t, n]) => `${t} ×${n}`).join(', '),
-    );
-    ledger.log.info({ applied: count, from: String(first), to: String(last), types: Object.fromEntries(types) }, 'events applied');
-    if (ledger.projections.gateway() && ledger.crl.isStale()) {
-      const crl = publishCrl(ledger);
-      crlsWritten++;
-      report(`CRL #${crl.number} written with ${crl.entries} entries`);
-    }
+    reportApplied(done, count);
+    if (ledger.crl.isStale()) crlLaggingSince ??= Date.now();
+    if (crlLaggingSince !== undefined && (!moreComing || Date.now() - crlLaggingSince >= CRL_COALESCE_MS)) publishIfStale();
     const revoked = new Set(done.filter((e) => e.type === 'ProfileRevoked').map((e) => e.streamId));
     for (const streamId of revoked) await endSessionsIfStillRevoked(ledger, streamId, report);
+  };
+
+  const reportApplied = (done: readonly RecordedEvent[], count: number): void => {
+    const first = done[0];
+    const last = done.at(-1);
+    if (count === 1 && first) {
+      report(`applied ${first.type} of ${first.streamId} (position ${first.position})`);
+    } else {
+      const types = new Map<string, number>();
+      for (const e of done) types.set(e.type, (types.get(e.type) ?? 0) + 1);
+      report(
+        `applied ${count} events (positions ${String(first?.position)}–${String(last?.position)}): ` +
+          [...types].map(([t, n]) => `${t} ×${n}`).join(', '),
+      );
+    }
+    ledger.log.info({ applied: count, from: String(first?.position), to: String(last?.position) }, 'events applied');
   };
 
   /** readAll from the checkpoint until nothing is left. */
@@ -111,8 +131,11 @@ export async function follow(ledger: Ledger, options: FollowOptions): Promise<E.
     for (;;) {
       if (signal.aborted) return;
       const page = await store.readAll({ after: ledger.projections.checkpoint(), limit: pageSize });
-      if (page.length === 0) return;
-      await apply(page);
+      if (page.length === 0) {
+        publishIfStale();
+        return;
+      }
+      await apply(page, page.length === pageSize);
     }
   };
 
@@ -136,9 +159,11 @@ export async function follow(ledger: Ledger, options: FollowOptions): Promise<E.
         draining = true;
         try {
           while (queue.length > 0 && !signal.aborted && !failure) {
-            await apply(queue.splice(0, pageSize));
+            const page = queue.splice(0, pageSize);
+            await apply(page, queue.length > 0);
             if (queue.length < LOW_WATER) subscription.resume();
           }
+          if (!failure && !signal.aborted) publishIfStale();
         } catch (error) {
           failure ??= error as Error;
         } finally {
@@ -177,9 +202,8 @@ export async function follow(ledger: Ledger, options: FollowOptions): Promise<E.
     await ledger.projections.rebuild((after, limit) => store.readAll({ after, limit }));
   }
   if (ledger.projections.gateway() && ledger.crl.isStale()) {
-    const crl = publishCrl(ledger);
-    crlsWritten++;
-    report(`CRL #${crl.number} written with ${crl.entries} entries (the file lagged the read models)`);
+    report('the CRL file lags the read models: rewriting it');
+    publishIfStale();
   }
 
   let delay = initialDelay;

@@ -338,7 +338,7 @@ class ArchiveChecker {
           throw new ArchiveRejected(`${path} is not a certificate`);
         }
         if (!x.raw.equals(new X509Certificate(isCa ? g.caCertificatePem : g.serverCertificatePem).raw)) {
-          throw new ArchiveRejected(`${path} is not the ${isCa ? 'CA' : 'server'} certificate the event log recorded at ov_init`);
+          throw new ArchiveRejected(`${path} is not the ${isCa ? 'CA' : 'server'} certificate the event log records`);
         }
         if (!x.verify(this.caKey(g.caCertificatePem))) throw new ArchiveRejected(`${path} is not signed by the gateway's CA`);
         if (layout) this.write(isCa ? layout.caCert : layout.serverCert, data, MODE.publicFile);
