@@ -26,7 +26,7 @@ export interface Ledger {
   profileIdOf(email: string, traffic: Traffic): string;
   /** Applies every event not yet in the read models. */
   catchUp(): Promise<void>;
-  createMailer(settings: EmailSettings): ProfileMailer;
+  createMailer(settings: EmailSettings): Promise<ProfileMailer>;
   /**
    * Calls `visit` with every event in global order, all read inside ONE read transaction: a
    * consistent snapshot of the log while other commands go on appending (WAL: they are not blocked).

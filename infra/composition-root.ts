@@ -8,7 +8,6 @@ import { SqliteEventStore } from '../adapters/eventstore/sqlite-event-store.js';
 import type { EventStore } from '../adapters/eventstore/event-store.js';
 import { ensureReadModelSource, eventStoreIdentity, openRemoteEventStore } from './event-store-selection.js';
 import { ensureStateDirectories, stateLayout, type StateLayout } from '../adapters/fs/state-layout.js';
-import { createProfileMailer } from '../adapters/mail/profile-mailer.js';
 import { encodeRevokedEntry } from '../adapters/pki/crl-encoder.js';
 import { CrlPublisher } from '../adapters/pki/crl-publisher.js';
 import { acquireLease } from '../adapters/sqlite/job-lease.js';
@@ -106,7 +105,8 @@ export async function openLedger(env: Environment, command: string, mode: OpenMo
     async catchUp() {
       await projections.catchUp((after, limit) => events.readAll({ after, limit }));
     },
-    createMailer: (emailSettings) => createProfileMailer(emailSettings),
+    // Loaded on first use: nodemailer costs ~0.1 s of start-up that listing commands never need.
+    createMailer: async (emailSettings) => (await import('../adapters/mail/profile-mailer.js')).createProfileMailer(emailSettings),
     acquireLease: (name, termMs) => acquireLease(db, name, { now: ledger.clock.now(), termMs }),
     readEventSnapshot(visit) {
       if (events !== store) throw new Error('a snapshot of the log is read from the embedded store only; OVL_EVENT_STORE names an EventStoreDB');

@@ -3,11 +3,11 @@
 # server (profiles go to an outbox directory as .eml files).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -f dist/commands/bin/ov_init.js ] || npm run build >/dev/null
+[ -f dist/bin/ov_init.js ] || npm run build >/dev/null
 
 demo=$(mktemp -d -t ovpn-ledger-demo.XXXXXX)
 export OVL_STATE_DIR="$demo/state" OVL_CONFIG_DIR="$demo/etc"
-bin() { node "dist/commands/bin/$1.js" "${@:2}"; }
+bin() { node "dist/bin/$1.js" "${@:2}"; }
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
 step ov_init --public-host vpn.example.com --route 10.0.0.0/16

@@ -209,8 +209,8 @@ export class EsdbEventStore implements EventStore, LiveEventSource {
         if (attempt >= this.attempts) {
           throw new EventStoreUnavailableError(
             `${this.describeTransient(error)}; the append to ${streamId} was not confirmed after ${attempt} attempts and may or may not ` +
-              `have been written: run the command again once the server answers (it re-reads the stream and checks its revision, so ` +
-              `nothing can be applied twice)`,
+              `have been written: once the server answers, check (ov_user_list, ov_user_audit) and run the command again if nothing ` +
+              `changed — it re-reads the stream and checks its revision, so nothing can be applied twice`,
             { cause: error },
           );
         }

@@ -2,7 +2,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import { listUsers } from '../use-cases/list-users.js';
 import { JsonFlag, jsonFlag } from './flags.js';
 import type { CommandSpec } from './run-cli.js';
-import { renderUserTable } from './user-table.js';
+import { renderUserList } from './user-table.js';
 
 export const spec: CommandSpec<typeof JsonFlag> = {
   name: 'ov_user_list',
@@ -10,8 +10,5 @@ export const spec: CommandSpec<typeof JsonFlag> = {
   open: 'existing',
   schema: JsonFlag,
   flags: jsonFlag,
-  run: async (input, { ledger }) => {
-    const users = listUsers(ledger);
-    return E.right(input.json ? JSON.stringify(users, null, 2) : renderUserTable(users, 'No active profiles.'));
-  },
+  run: async (input, { ledger }) => E.right(renderUserList(listUsers(ledger, input.json ? 'json' : 'table'), input.json, 'No active profiles.')),
 };

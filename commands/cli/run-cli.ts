@@ -157,6 +157,11 @@ export async function runCli<S extends z.ZodType>(spec: CommandSpec<S> | Standal
 
 /** Entry point used by every bin: run, then exit with the command's code once output is flushed. */
 export function main<S extends z.ZodType>(spec: CommandSpec<S> | StandaloneCommandSpec<S>): void {
+  // `ov_user_list | head`: a reader that stops early is not an error of ours.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw error;
+  });
   runCli(spec, process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;

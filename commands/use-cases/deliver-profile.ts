@@ -10,7 +10,7 @@ export function attachmentName(traffic: Traffic): string {
 
 /** Returns a one-line description of where the mail went; throws MailDeliveryError. */
 export async function deliver(ledger: Ledger, settings: EmailSettings, mail: ProfileMail): Promise<string> {
-  const mailer = ledger.createMailer(settings);
+  const mailer = await ledger.createMailer(settings);
   try {
     const receipt = await mailer.send(mail);
     ledger.log.info({ via: receipt.via, messageId: receipt.messageId, kind: mail.kind }, 'profile delivered');

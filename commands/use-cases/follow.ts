@@ -52,6 +52,15 @@ const HIGH_WATER = 20_000;
 const LOW_WATER = 2_000;
 /** Longest a burst of events may hold back the CRL of a revocation already projected. */
 const CRL_COALESCE_MS = 500;
+/** Revocations older than this have no live session left to end (renegotiation checks the CRL). */
+const SESSION_KILL_WINDOW_MS = 2 * 3_600_000;
+
+/** When an event was recorded (its metadata's `at`), or 0 when it says nothing readable. */
+function recordedAt(event: RecordedEvent): number {
+  const at = (event.metadata as { at?: unknown } | null)?.at;
+  const t = typeof at === 'string' ? Date.parse(at) : NaN;
+  return Number.isFinite(t) ? t : 0;
+}
 
 export async function follow(ledger: Ledger, options: FollowOptions): Promise<E.Either<Failure, FollowSummary>> {
   const { signal, report } = options;
@@ -106,8 +115,18 @@ export async function follow(ledger: Ledger, options: FollowOptions): Promise<E.
     reportApplied(done, count);
     if (ledger.crl.isStale()) crlLaggingSince ??= Date.now();
     if (crlLaggingSince !== undefined && (!moreComing || Date.now() - crlLaggingSince >= CRL_COALESCE_MS)) publishIfStale();
-    const revoked = new Set(done.filter((e) => e.type === 'ProfileRevoked').map((e) => e.streamId));
-    for (const streamId of revoked) await endSessionsIfStillRevoked(ledger, streamId, report);
+    // Only recent revocations: OpenVPN checks the CRL again at each renegotiation (hourly by
+    // default), so an older revocation has no live session left, and a catch-up of a long
+    // history must not read back thousands of streams.
+    const recent = Date.now() - SESSION_KILL_WINDOW_MS;
+    const revoked = new Set(done.filter((e) => e.type === 'ProfileRevoked' && recordedAt(e) > recent).map((e) => e.streamId));
+    for (const streamId of revoked) {
+      try {
+        await endSessionsIfStillRevoked(ledger, streamId, report);
+      } catch (error) {
+        report(`warning: could not end the live sessions of ${streamId} (${(error as Error).message}); they end at the next renegotiation`);
+      }
+    }
   };
 
   const reportApplied = (done: readonly RecordedEvent[], count: number): void => {

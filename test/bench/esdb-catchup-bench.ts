@@ -34,7 +34,7 @@ import { SqliteProjectionStore } from '../../projections/sqlite-projection-store
 import { SyntheticProfiles } from '../support/synthetic-profile-events.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const BIN_DIR = join(ROOT, 'dist', 'commands', 'bin');
+const BIN_DIR = join(ROOT, 'dist', 'bin');
 const DOUBLE_MAIN = join(ROOT, 'dist', 'test', 'support', 'esdb-test-double-main.js');
 
 interface Options {
@@ -89,23 +89,29 @@ function ownCpuMs(): number {
   return (u.user + u.system) / 1000;
 }
 
-/** Spawns a process and resolves with the first stdout line matching `pattern`. */
-function waitForLine(child: ChildProcess, pattern: RegExp, what: string, timeoutMs: number): Promise<RegExpExecArray> {
-  return new Promise((resolvePromise, reject) => {
-    let out = '';
-    let err = '';
-    const timer = setTimeout(() => reject(new Error(`${what}: no ${pattern} within ${timeoutMs} ms\n${out}\n${err}`)), timeoutMs);
-    child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = pattern.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolvePromise(m);
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`${what} exited ${String(code)} before ${pattern}\n${out}\n${err}`)));
-  });
+/** Everything a child process printed so far. */
+const outputs = new WeakMap<ChildProcess, { out: string; err: string; exited: boolean }>();
+
+function collectOutput(child: ChildProcess): ChildProcess {
+  const o = { out: '', err: '', exited: false };
+  outputs.set(child, o);
+  child.stdout?.on('data', (d: Buffer) => (o.out += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (o.err += d.toString()));
+  child.on('exit', () => (o.exited = true));
+  return child;
+}
+
+/** Resolves with the first match of `pattern` in what the child printed on stdout. */
+async function waitForLine(child: ChildProcess, pattern: RegExp, what: string, timeoutMs: number): Promise<RegExpExecArray> {
+  const o = outputs.get(child)!;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const m = pattern.exec(o.out);
+    if (m) return m;
+    if (o.exited) throw new Error(`${what} exited before ${pattern}\n${o.out}\n${o.err}`);
+    if (Date.now() > deadline) throw new Error(`${what}: no ${pattern} within ${timeoutMs} ms\n${o.out}\n${o.err}`);
+    await sleep(20);
+  }
 }
 
 function runCommand(command: string, args: readonly string[], env: NodeJS.ProcessEnv): string {
@@ -127,9 +133,9 @@ async function main(): Promise<void> {
     });
 
     log(`seeding ${int(options.events)} events into the test double (its own process)…`);
-    const double = spawn(process.execPath, [DOUBLE_MAIN, '--seed-events', String(options.events), '--seed-pem', pemPath], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const double = collectOutput(
+      spawn(process.execPath, [DOUBLE_MAIN, '--seed-events', String(options.events), '--seed-pem', pemPath], { stdio: ['ignore', 'pipe', 'pipe'] }),
+    );
     children.push(double);
     const seeded = await waitForLine(double, /seeded (\d+) events in ([\d.]+) s/, 'the test double', 30 * 60_000);
     const listening = await waitForLine(double, /listening (\S+)/, 'the test double', 60_000);
@@ -192,7 +198,7 @@ async function main(): Promise<void> {
     for (const key of ['OVL_NOW', 'OVL_LOG_FILE', 'OVL_LOG_LEVEL']) delete env[key];
     log('ov_init on the caught-up gateway (CA key generation)…');
     runCommand('ov_init', ['--public-host', 'vpn.example.com', '--route', '10.0.0.0/16'], env);
-    const follower = spawn(process.execPath, [join(BIN_DIR, 'ov_follow.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const follower = collectOutput(spawn(process.execPath, [join(BIN_DIR, 'ov_follow.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] }));
     children.push(follower);
     await waitForLine(follower, /caught up/, 'ov_follow', 5 * 60_000);
     const crlPath = join(stateDir, 'openvpn', 'crl.pem');
@@ -220,6 +226,7 @@ async function main(): Promise<void> {
     const crlText = execFileSync('openssl', ['crl', '-in', crlPath, '-CAfile', join(stateDir, 'openvpn', 'ca.crt'), '-noout', '-text'], {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],
+      maxBuffer: 512 * 1024 * 1024,
     });
     const onCrl = new Set([...crlText.matchAll(/Serial Number: ([0-9A-F]+)/g)].map((m) => m[1]!.toLowerCase()));
     const allListed = active.every((u) => onCrl.has(u.currentSerial));

@@ -40,7 +40,7 @@ import { SqliteProjectionStore } from '../../projections/sqlite-projection-store
 
 const DAY = 86_400_000;
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const BIN_DIR = join(ROOT, 'dist', 'commands', 'bin');
+const BIN_DIR = join(ROOT, 'dist', 'bin');
 const ROUTE = '10.0.0.0/16';
 
 // ---- options -----------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import {
 } from '../support/openvpn-lab.js';
 
 // test/support/cli.ts types the commands it knew when it was written; runCli/spawnCli only join
-// the name into dist/commands/bin/<name>.js, so the job runs through them unchanged.
+// the name into dist/bin/<name>.js, so the job runs through them unchanged.
 const RENEW_DUE = 'ov_user_renew_due' as string as CliCommand;
 
 const SMTP_USER = 'ovl-renewal';

@@ -272,7 +272,7 @@ describe('EsdbEventStore against the test double', () => {
       expect((readError as Error).message).toMatch(/EventStoreDB at esdb:\/\/\*\*\*@127\.0\.0\.1:\d+\?tls=false is unavailable.*check that the server runs/);
       expect((readError as Error).message).not.toMatch(/changeit/);
       expect(appendError).toBeInstanceOf(EventStoreUnavailableError);
-      expect((appendError as Error).message).toMatch(/not confirmed after 2 attempts.*run the command again/);
+      expect((appendError as Error).message).toMatch(/not confirmed after 2 attempts.*run the command again if nothing changed/);
     });
 
     it('given the server goes away and comes back on the same address, then the same store object works again (the client reconnects)', async () => {
@@ -299,6 +299,33 @@ describe('EsdbEventStore against the test double', () => {
 
       expect(double.calls.gossip).toBeGreaterThan(0);
       expect(await s.readStream('s-a')).toHaveLength(1);
+    });
+  });
+
+  describe('reading ahead during a bulk catch-up', () => {
+    it('given full pages of 1,000 or more, when paging through $all, then the pages read ahead are exactly the pages a direct read gives', async () => {
+      for (let i = 0; i < 25; i++) await store.appendToStream(`bulk-${i}`, 'no_stream', Array.from({ length: 100 }, (_, j) => ev(`E${j}`, { i, j })));
+      const direct = open(double.connectionString);
+      const plain = EsdbEventStore.connect(double.connectionString, { readAhead: false });
+      opened.push(plain);
+
+      const ahead = await readAllOf(store, 1_000);
+      const without = await readAllOf(plain, 1_000);
+
+      expect(ahead).toHaveLength(2_500);
+      expect(ahead).toEqual(without);
+      expect(await readAllOf(direct, 700)).toEqual(without);
+    });
+
+    it('given a page read ahead that failed, when it is asked for, then it is read again directly and the caller never sees the failure', async () => {
+      for (let i = 0; i < 3; i++) await store.appendToStream(`bulk-${i}`, 'no_stream', Array.from({ length: 500 }, (_, j) => ev(`E${j}`)));
+      const first = await store.readAll({ after: 0n, limit: 1_000 });
+      for (let i = 0; i < 3; i++) double.failNext('read', 'deadline-exceeded');
+
+      const second = await store.readAll({ after: first.at(-1)!.position, limit: 1_000 });
+
+      expect(first).toHaveLength(1_000);
+      expect(second.map((e) => `${e.streamId}/${e.revision}`)).toEqual(Array.from({ length: 500 }, (_, j) => `bulk-2/${j}`));
     });
   });
 

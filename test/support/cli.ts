@@ -1,4 +1,4 @@
-// Runs the built CLI (dist/commands/bin/<command>.js) as a child process, the way an operator
+// Runs the built CLI (dist/bin/<command>.js) as a child process, the way an operator
 // does, so e2e tests exercise argument parsing, exit codes and output exactly as shipped.
 
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -39,7 +39,7 @@ function repoRoot(): string {
 }
 
 export function cliBinPath(command: CliCommand): string {
-  return join(repoRoot(), 'dist', 'commands', 'bin', `${command}.js`);
+  return join(repoRoot(), 'dist', 'bin', `${command}.js`);
 }
 
 /** Throws unless every command has been built; call it in beforeAll. */
@@ -61,7 +61,7 @@ export interface RunCliOptions {
   readonly timeoutMs?: number;
 }
 
-/** Runs `node dist/commands/bin/<command>.js ...args` and resolves with its exit code and output. */
+/** Runs `node dist/bin/<command>.js ...args` and resolves with its exit code and output. */
 export function runCli(command: CliCommand, args: readonly string[], opts: RunCliOptions = {}): Promise<CliResult> {
   const bin = cliBinPath(command);
   if (!existsSync(bin)) {
