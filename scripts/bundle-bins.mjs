@@ -2,6 +2,7 @@
 // fraction of the time: Node resolves and compiles one file instead of ~350 (zod alone is 225).
 // Native and heavyweight packages stay external and are loaded from node_modules as usual.
 import { readdirSync } from 'node:fs';
+import process from 'node:process';
 import { build } from 'esbuild';
 
 // zod re-exports the error messages of ~45 languages; our messages are English and our own, so
