@@ -53,7 +53,7 @@ export function readEnvironment(env: NodeJS.ProcessEnv): E.Either<string, Enviro
     configDir: v.OVL_CONFIG_DIR.replace(/\/+$/, '') || '/',
     now: v.OVL_NOW === undefined ? undefined : new Date(v.OVL_NOW),
     logFile: v.OVL_LOG_FILE,
-    logLevel: v.OVL_LOG_LEVEL ?? (v.OVL_LOG_FILE ? 'info' : 'warn'),
+    logLevel: v.OVL_LOG_LEVEL ?? (v.OVL_LOG_FILE ? 'info' : 'error'),
     actor: v.SUDO_USER ?? v.USER ?? safeUserName(),
     eventStore: v.OVL_EVENT_STORE,
     aws: aws.right,

@@ -139,7 +139,7 @@ async function renewOne(
   } catch (error) {
     const reason = (error as Error).message ?? String(error);
     const lastLogLine = `${ledger.clock.now().toISOString()} ERROR ov_user_renew_due: renewal of ${user.traffic} profile ${user.profileId} failed: ${reason}`;
-    ledger.log.error({ profileId: user.profileId, err: error }, `renewal failed: ${reason}`);
+    ledger.log.warn({ profileId: user.profileId, err: error }, `renewal failed: ${reason}`);
     await recordFailure(ledger, user, {
       type: 'RecordRenewalFailure',
       reason,

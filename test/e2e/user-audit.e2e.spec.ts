@@ -185,7 +185,9 @@ describe('given the scenario (the setup itself)', () => {
   it('renewed alice/all and bob/all, and the failed run exited 4 naming carol', () => {
     expect(done.renewed.map((r) => key(r.email, r.traffic)).sort()).toEqual(['alice@example.com/all', 'bob@example.com/all']);
     expect(done.failedRun?.code, done.failedRun?.stderr).toBe(4);
-    expect(done.failedRun?.stderr).toContain('carol@example.com');
+    // The job's report (here --json) goes to stdout; stderr holds the one line saying it failed.
+    expect(done.failedRun?.stdout).toContain('carol@example.com');
+    expect(done.failedRun?.stderr).toBe('ov_user_renew_due: 1 renewal(s) failed; see ov_user_audit --stuck\n');
   });
 });
 
@@ -400,7 +402,7 @@ describe('--stuck', () => {
     const carol = await auditJson(['--history', '--email', 'carol@example.com', '--traffic', 'partial']);
     expect(json.profiles[0].reason).toBe(carol.events.at(-1).data.reason);
     expect(json.profiles[0].lastLogLine).toBe(carol.events.at(-1).data.lastLogLine);
-    expect(done.failedRun?.stderr).toContain(JSON.stringify(json.profiles[0].reason).slice(1, -1));
+    expect(done.failedRun?.stdout).toContain(JSON.stringify(json.profiles[0].reason).slice(1, -1));
     expect(json.profiles[0].lastLogLine).toMatch(/ov_user_renew_due: renewal of partial profile p[0-9a-f]{24} failed/);
 
     const text = await auditText(['--stuck']);
