@@ -85,6 +85,7 @@ export async function runCli<S extends z.ZodType>(spec: CommandSpec<S> | Standal
   };
 
   let parsedFlags: Record<string, unknown>;
+  let repeatable = new Set<string>();
   try {
     let usageError: string | undefined;
     const parser = spec
@@ -101,6 +102,8 @@ export async function runCli<S extends z.ZodType>(spec: CommandSpec<S> | Standal
         usageError = msg || err?.message || 'invalid flags';
       });
     parsedFlags = (await parser.parseAsync()) as Record<string, unknown>;
+    // getOptions() is public in yargs but missing from its type definitions.
+    repeatable = new Set((parser as unknown as { getOptions(): { array: string[] } }).getOptions().array);
     if (usageError !== undefined) return fail(EXIT.usage, `${usageMessage(usageError, argv).replace(/\n/g, ' ')} (see --help)`);
     if (parsedFlags['help'] === true) return EXIT.ok;
   } catch (error) {
@@ -108,6 +111,9 @@ export async function runCli<S extends z.ZodType>(spec: CommandSpec<S> | Standal
   }
 
   const flags = Object.fromEntries(Object.entries(parsedFlags).filter(([k]) => k !== '_' && k !== '$0' && !k.includes('-')));
+  // yargs turns a flag given twice into an array; say so rather than "expected string".
+  const repeated = Object.entries(flags).find(([k, v]) => Array.isArray(v) && !repeatable.has(k) && !repeatable.has(kebab(k)));
+  if (repeated) return fail(EXIT.usage, `--${kebab(repeated[0])} is given more than once`);
   const input = spec.schema.safeParse(flags);
   if (!input.success) return fail(EXIT.usage, flagError(input.error));
 

@@ -160,6 +160,13 @@ describe(`${GIVEN}, bad flags are refused with exit 2, one line naming the flag,
       names: ['--email'],
     },
     {
+      when: 'ov_user_delete is given --email twice',
+      command: 'ov_user_delete',
+      args: ['--email', 'ada@example.com', '--email', 'eve@example.com', '--traffic', 'all'],
+      exitCode: 2,
+      names: ['--email'],
+    },
+    {
       when: 'ov_user_resend is given two addresses in one --email',
       command: 'ov_user_resend',
       args: ['--email', 'ada@example.com, eve@example.com', '--traffic', 'all'],
