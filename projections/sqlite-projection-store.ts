@@ -227,6 +227,49 @@ export class SqliteProjectionStore {
     }
   }
 
+  /**
+   * The whole log projected while it is being written, for a store built from nothing (the
+   * staging store of ov_restore, whose events are decoded and checked as they are read from the
+   * archive): the caller appends each batch and hands the same events over, decoded, with the
+   * positions the store gave them, so no event is read back or decoded a second time. The tables
+   * come out as projectWholeLog makes them: user rows held in memory and written at the end, the
+   * audit indexes built once after the rows. Each batch is one transaction; nobody else writes to
+   * such a store, and a store given up half way is thrown away with its directory.
+   */
+  projectLogAsWritten(): { apply(events: readonly Envelope[]): void; finish(): number } {
+    if (this.checkpoint() !== 0n) throw new Error('internal error: the log is projected as written only into empty read models');
+    this.db
+      .transaction(() => {
+        this.clear();
+        for (const index of AUDIT_INDEXES) this.db.exec(`DROP INDEX IF EXISTS ${index.name}`);
+      })
+      .immediate();
+    const users = new Map<string, UserRow | undefined>();
+    let last = 0n;
+    let applied = 0;
+    const applyBatch = this.db.transaction((events: readonly Envelope[]) => {
+      for (const event of events) {
+        if (event.position <= last) throw new Error(`internal error: position ${event.position} projected after ${last}`);
+        this.apply(event, users, false);
+        last = event.position;
+      }
+      applied += events.length;
+    });
+    return {
+      apply: (events) => applyBatch.immediate(events),
+      finish: () => {
+        this.db
+          .transaction(() => {
+            this.writeUsers(users);
+            for (const index of AUDIT_INDEXES) this.db.exec(index.create);
+            if (last > 0n) this.stmt.setCheckpoint.run(last.toString());
+          })
+          .immediate();
+        return applied;
+      },
+    };
+  }
+
   private decode(stored: StoredEventLike): Envelope {
     const decoded = decodeStoredEvent(stored);
     if (E.isLeft(decoded)) {

@@ -478,8 +478,17 @@ export class TarGzFileWriter {
 export interface BackupVisitor {
   /** The manifest, read and checked; called before any other member. */
   manifest(manifest: Manifest): void;
-  /** Each event line in order, parsed (not yet checked against its schema). */
-  event(event: ArchivedEvent): void;
+  /**
+   * Each event line in order, parsed (not yet checked against its schema). May return a promise
+   * (checks it runs in the background, when too many are in flight): the next line waits for it.
+   */
+  event(event: ArchivedEvent): void | Promise<void>;
+  /**
+   * Waits for the checks still running on the events handed over so far and rejects with the first
+   * that failed; called before a problem found in a later line is reported, so that problems are
+   * reported in the order of the lines.
+   */
+  drain?(): Promise<void>;
   /** After the last event, once events.ndjson matched its SHA-256. */
   eventsDone(): void | Promise<void>;
   /** Every other member, once its bytes matched their SHA-256. */
@@ -662,22 +671,36 @@ async function readEvents(
   const hash = createHash('sha256');
   let count = 0;
   let problem: unknown;
+  /** A problem of this line, unless the visitor's checks of an earlier one failed. */
+  const inOrder = async (error: unknown): Promise<unknown> => {
+    try {
+      await visitor.drain?.();
+    } catch (earlier) {
+      return earlier;
+    }
+    return error;
+  };
   for await (const item of lines(entry.body, hash)) {
     if (problem !== undefined) continue;
     if ('error' in item) {
-      problem = new BackupArchiveError(item.error);
+      problem = await inOrder(new BackupArchiveError(item.error));
+      continue;
+    }
+    let raw: unknown;
+    try {
+      raw = JSON.parse(item.line);
+    } catch {
+      problem = await inOrder(new BackupArchiveError(`events.ndjson line ${item.number} is not valid JSON: the archive is damaged`));
+      continue;
+    }
+    const parsed = format.readEventLine(raw);
+    if (!parsed.success) {
+      problem = await inOrder(new BackupArchiveError(`events.ndjson line ${item.number} is not an event line: ${issuesOf(parsed.error)}`));
       continue;
     }
     try {
-      let raw: unknown;
-      try {
-        raw = JSON.parse(item.line);
-      } catch {
-        throw new BackupArchiveError(`events.ndjson line ${item.number} is not valid JSON: the archive is damaged`);
-      }
-      const parsed = format.readEventLine(raw);
-      if (!parsed.success) throw new BackupArchiveError(`events.ndjson line ${item.number} is not an event line: ${issuesOf(parsed.error)}`);
-      visitor.event(parsed.data);
+      const waiting = visitor.event(parsed.data);
+      if (waiting) await waiting;
     } catch (error) {
       problem = error;
       continue;

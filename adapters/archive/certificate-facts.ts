@@ -15,6 +15,33 @@ const OID_RSA_ENCRYPTION = '1.2.840.113549.1.1.1';
 const OID_COMMON_NAME = '2.5.4.3';
 const OID_BASIC_CONSTRAINTS = '2.5.29.19';
 
+/** The content octets of an OID in its DER (minimal) encoding. */
+function oidContent(oid: string): Buffer {
+  const arcs = oid.split('.').map(Number);
+  const values = [arcs[0]! * 40 + arcs[1]!, ...arcs.slice(2)];
+  const out: number[] = [];
+  for (const value of values) {
+    const groups = [value & 0x7f];
+    for (let rest = Math.floor(value / 128); rest > 0; rest = Math.floor(rest / 128)) groups.unshift((rest & 0x7f) | 0x80);
+    out.push(...groups);
+  }
+  return Buffer.from(out);
+}
+
+const OID_BYTES = new Map([OID_SHA256_WITH_RSA, OID_RSA_ENCRYPTION, OID_COMMON_NAME, OID_BASIC_CONSTRAINTS].map((oid) => [oid, oidContent(oid)]));
+
+/**
+ * Whether OID content octets name `oid`: a byte comparison with its DER encoding (a few dozen of
+ * these per certificate, so no decoding to text), and only when that fails and the octets could be
+ * a padded (non-minimal) spelling of it, the full decoding: the answer is decodeOid's either way.
+ */
+function isOid(content: Buffer, oid: string): boolean {
+  const expected = OID_BYTES.get(oid)!;
+  if (content.equals(expected)) return true;
+  if (content.length === 0) throw new Error('DER: empty OID');
+  return content.length > expected.length && content.includes(0x80) && decodeOid(content) === oid;
+}
+
 export interface CertificateFacts {
   /** Lower-case hex, without leading zero octets. */
   readonly serial: string;
@@ -26,6 +53,11 @@ export interface CertificateFacts {
   readonly rsa: RsaPublic | undefined;
   /** Checks the signature with the issuer's public key. */
   signedBy(issuerKey: KeyObject): boolean;
+  /**
+   * The same check on libuv's thread pool (crypto.verify with a callback), so a restore checks
+   * the signatures of 100,000 certificates on every core while it goes on reading.
+   */
+  signedByLater(issuerKey: KeyObject): Promise<boolean>;
 }
 
 export interface RsaPublic {
@@ -39,10 +71,22 @@ function at(list: readonly DerElement[], index: number, tag: number, what: strin
   return e;
 }
 
+const PEM_BLOCKS = new Map<string, RegExp>();
+// eslint-disable-next-line no-control-regex
+const NON_ASCII = /[^\u0000-\u007f]/;
+
 /** DER of the first PEM block of `label` in `pem`. */
 export function pemBody(pem: string, label: string): Buffer | undefined {
-  const m = new RegExp(`-----BEGIN ${label}-----([A-Za-z0-9+/=\\s]+)-----END ${label}-----`).exec(pem);
-  return m?.[1] === undefined ? undefined : Buffer.from(m[1].replace(/\s+/g, ''), 'base64');
+  let block = PEM_BLOCKS.get(label);
+  if (!block) {
+    block = new RegExp(`-----BEGIN ${label}-----([A-Za-z0-9+/=\\s]+)-----END ${label}-----`);
+    PEM_BLOCKS.set(label, block);
+  }
+  const body = block.exec(pem)?.[1];
+  if (body === undefined) return undefined;
+  // Node's base64 decoder skips ASCII white space (line breaks, tabs, spaces) itself; the rarer
+  // Unicode white space the pattern also admits is removed first, as it always was.
+  return Buffer.from(NON_ASCII.test(body) ? body.replace(/\s+/g, '') : body, 'base64');
 }
 
 const integerHex = (content: Buffer): string => content.toString('hex').replace(/^(00)+(?=.)/, '').replace(/^0(?=.)/, '');
@@ -60,7 +104,7 @@ function rsaFromSpki(spki: DerElement): RsaPublic | undefined {
   const [algorithm, key] = children(spki);
   if (!algorithm || !key || key.tag !== Tag.BIT_STRING) return undefined;
   const oid = children(algorithm)[0];
-  if (!oid || oid.tag !== Tag.OID || decodeOid(oid.content) !== OID_RSA_ENCRYPTION) return undefined;
+  if (!oid || oid.tag !== Tag.OID || !isOid(oid.content, OID_RSA_ENCRYPTION)) return undefined;
   const rsa = readElement(key.content.subarray(1));
   const [n, e] = children(rsa);
   if (n?.tag !== Tag.INTEGER || e?.tag !== Tag.INTEGER) return undefined;
@@ -77,7 +121,7 @@ export function certificateFacts(pem: string): CertificateFacts | undefined {
     const [tbs, signatureAlgorithm, signatureValue] = children(certificate);
     if (!tbs || !signatureAlgorithm || !signatureValue || signatureValue.tag !== Tag.BIT_STRING) return undefined;
     const algorithm = children(signatureAlgorithm)[0];
-    if (!algorithm || decodeOid(algorithm.content) !== OID_SHA256_WITH_RSA) return undefined;
+    if (!algorithm || !isOid(algorithm.content, OID_SHA256_WITH_RSA)) return undefined;
     const fields = children(tbs);
     const base = fields[0]?.tag === 0xa0 ? 1 : 0;
     const serial = at(fields, base, Tag.INTEGER, 'serialNumber');
@@ -88,7 +132,7 @@ export function certificateFacts(pem: string): CertificateFacts | undefined {
     for (const rdn of children(subject)) {
       for (const attribute of children(rdn)) {
         const [type, value] = children(attribute);
-        if (commonName === undefined && type && value && decodeOid(type.content) === OID_COMMON_NAME) commonName = value.content.toString('utf8');
+        if (commonName === undefined && type && value && isOid(type.content, OID_COMMON_NAME)) commonName = value.content.toString('utf8');
       }
     }
     let isCa = false;
@@ -96,7 +140,7 @@ export function certificateFacts(pem: string): CertificateFacts | undefined {
     if (extensions) {
       for (const extension of children(children(extensions)[0]!)) {
         const parts = children(extension);
-        if (parts[0] && decodeOid(parts[0].content) === OID_BASIC_CONSTRAINTS) {
+        if (parts[0] && isOid(parts[0].content, OID_BASIC_CONSTRAINTS)) {
           const value = readElement(parts[parts.length - 1]!.content);
           const first = children(value)[0];
           isCa = first?.tag === Tag.BOOLEAN && first.content[0] !== 0;
@@ -113,6 +157,8 @@ export function certificateFacts(pem: string): CertificateFacts | undefined {
       isCa,
       rsa: rsaFromSpki(spki),
       signedBy: (issuerKey) => verify('sha256', tbsBytes, issuerKey, signature),
+      signedByLater: (issuerKey) =>
+        new Promise((resolve, reject) => verify('sha256', tbsBytes, issuerKey, signature, (error, ok) => (error ? reject(error) : resolve(ok)))),
     };
   } catch {
     return undefined;
@@ -128,7 +174,7 @@ export function rsaPrivateKeyPublic(pem: string): RsaPublic | undefined {
       const [version, algorithm, key] = children(readElement(pkcs8));
       if (version?.tag !== Tag.INTEGER || !algorithm || key?.tag !== Tag.OCTET_STRING) return undefined;
       const oid = children(algorithm)[0];
-      if (!oid || decodeOid(oid.content) !== OID_RSA_ENCRYPTION) return undefined;
+      if (!oid || !isOid(oid.content, OID_RSA_ENCRYPTION)) return undefined;
       rsaKey = readElement(key.content);
     } else {
       const pkcs1 = pemBody(pem, 'RSA PRIVATE KEY');

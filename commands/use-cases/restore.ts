@@ -33,7 +33,7 @@ import { clientConfigDefault, clientConfigDir, renderClientConfigDefault, render
 import { readCrlNumber } from '../../adapters/pki/crl-encoder.js';
 import type { CrlPublication } from '../../adapters/pki/crl-publisher.js';
 import { planDns } from '../../domain/dns.js';
-import { CURRENT_SCHEMAS, type EventType } from '../../domain/events.js';
+import { CURRENT_SCHEMAS, type Envelope, type EventType } from '../../domain/events.js';
 import { vpcResolverOf } from '../../domain/networks.js';
 import { DEFAULT_DNS_SETTINGS, parseDnsConf, type DnsSettings } from '../../infra/config/dns-conf.js';
 import { parseGatewayConf, type GatewaySettings } from '../../infra/config/gateway-conf.js';
@@ -130,6 +130,19 @@ function writeNew(path: string, data: Buffer, mode: number): void {
   }
 }
 
+/** A certificate whose signature is being checked on the thread pool; false or an error when it failed. */
+interface PendingSignature {
+  readonly serial: string;
+  readonly result: Promise<boolean | Error>;
+}
+
+/** Signature checks in flight at most; beyond that the reading waits for the older half. */
+const MAX_PENDING_SIGNATURES = 256;
+
+/** The event at the position the staging store gave it (the archive's may have gaps, the store's do not). */
+const atPosition = (e: Envelope, position: bigint): Envelope =>
+  ({ type: e.type, data: e.data, metadata: e.metadata, streamId: e.streamId, revision: e.revision, position }) as Envelope;
+
 /** The visitor that checks everything and, unless this is a dry run, fills the staging directory. */
 class ArchiveChecker {
   manifest: Manifest | undefined;
@@ -150,12 +163,54 @@ class ArchiveChecker {
   private readonly profilesSeen = new Set<string>();
   private tlsCryptText: string | undefined;
   private batch: StreamAppend[] = [];
+  /** The events of `batch`, decoded: the read models are projected from them as they are appended. */
+  private decoded: Envelope[] = [];
+  private readonly readModels: { apply(events: readonly Envelope[]): void; finish(): number } | undefined;
+  /** In log order; `pendingHead` is the oldest not yet looked at. */
+  private pending: PendingSignature[] = [];
+  private pendingHead = 0;
+  private readonly digests = new Map<string, string>();
+  private readonly ensuredDirectories = new Set<string>();
 
   constructor(
     private readonly staging: Staging | undefined,
     private readonly onProgress: ((text: string) => void) | undefined,
   ) {
     this.replay = new LogReplay((c, gateway) => this.checkCertificate(c, gateway));
+    this.readModels = staging?.fresh.projections.projectLogAsWritten();
+  }
+
+  /** SHA-256 of text that every profile shares (the CA certificate, the tls-crypt key), computed once. */
+  private digestOf(text: string): string {
+    let digest = this.digests.get(text);
+    if (digest === undefined) {
+      digest = sha256(text);
+      this.digests.set(text, digest);
+    }
+    return digest;
+  }
+
+  /**
+   * Waits until at most `keep` signature checks are still running. The first one that failed
+   * (oldest first, as the events came) is thrown as a synchronous check would have thrown it.
+   */
+  private async settle(keep: number): Promise<void> {
+    while (this.pending.length - this.pendingHead > keep) {
+      const { serial, result } = this.pending[this.pendingHead]!;
+      const ok = await result;
+      this.pendingHead++;
+      if (ok instanceof Error) throw ok;
+      if (!ok) throw new HistoryError(`the certificate of serial ${serial} is not signed by the gateway's CA`);
+    }
+    if (this.pendingHead > 4096) {
+      this.pending = this.pending.slice(this.pendingHead);
+      this.pendingHead = 0;
+    }
+  }
+
+  /** Waits for every signature check of the events handed over so far; rejects with the first failure. */
+  drain(): Promise<void> {
+    return this.settle(0);
   }
 
   private get gateway(): GatewayData {
@@ -183,10 +238,22 @@ class ArchiveChecker {
     let keyId: string;
     if (facts) {
       if (stripZeros(facts.serial) !== stripZeros(c.serial)) fail(`has serial ${facts.serial} inside`);
-      if (!facts.signedBy(ca)) fail("is not signed by the gateway's CA");
-      if (facts.commonName !== c.profileId) fail(`is for ${facts.commonName ?? 'no common name'}, not profile ${c.profileId}`);
-      if (facts.isCa) fail('is a CA certificate');
-      if (facts.notAfter.toISOString() !== c.notAfter) fail(`expires at ${facts.notAfter.toISOString()}, not ${c.notAfter} as recorded`);
+      const wrong =
+        facts.commonName !== c.profileId
+          ? `is for ${facts.commonName ?? 'no common name'}, not profile ${c.profileId}`
+          : facts.isCa
+            ? 'is a CA certificate'
+            : facts.notAfter.toISOString() !== c.notAfter
+              ? `expires at ${facts.notAfter.toISOString()}, not ${c.notAfter} as recorded`
+              : undefined;
+      if (wrong !== undefined) {
+        // A certificate that fails here is named for its signature first, as it always was.
+        if (!facts.signedBy(ca)) fail("is not signed by the gateway's CA");
+        fail(wrong);
+      }
+      // The signature is checked on the thread pool; settle() reports a failure in log order.
+      const result = facts.signedByLater(ca).catch((error: unknown) => (error instanceof Error ? error : new Error(String(error))));
+      this.pending.push({ serial: c.serial, result });
       keyId = facts.rsa ? rsaKeyId(facts.rsa) : publicKeyId(new X509Certificate(c.pem).publicKey);
     } else {
       let x: X509Certificate;
@@ -211,26 +278,48 @@ class ArchiveChecker {
     this.manifest = m;
   }
 
-  event(e: ArchivedEvent): void {
-    this.replay.add(e);
+  event(e: ArchivedEvent): void | Promise<void> {
+    let decoded: Envelope;
+    try {
+      decoded = this.replay.add(e);
+    } catch (error) {
+      // An earlier certificate whose signature is still being checked comes first, if it failed.
+      return this.settle(0).then(() => {
+        throw error;
+      });
+    }
     const current = CURRENT_SCHEMAS[e.type as EventType];
     if (current && e.schemaVersion < current.version) this.upcast++;
-    if (!this.staging) return;
-    this.batch.push({
-      streamId: e.streamId,
-      expectedRevision: e.revision === 0n ? 'no_stream' : e.revision - 1n,
-      events: [{ type: e.type, schemaVersion: e.schemaVersion, data: e.data, metadata: e.metadata }],
-    });
-    if (this.batch.length >= 10_000) this.flush();
+    if (this.staging) {
+      this.batch.push({
+        streamId: e.streamId,
+        expectedRevision: e.revision === 0n ? 'no_stream' : e.revision - 1n,
+        events: [{ type: e.type, schemaVersion: e.schemaVersion, data: e.data, metadata: e.metadata }],
+      });
+      this.decoded.push(decoded);
+      if (this.batch.length >= 10_000) this.flush();
+    }
+    if (this.pending.length - this.pendingHead >= MAX_PENDING_SIGNATURES) return this.settle(MAX_PENDING_SIGNATURES / 2);
   }
 
   private flush(): void {
-    if (this.staging && this.batch.length > 0) this.staging.fresh.store.appendManySync(this.batch);
+    if (this.staging && this.batch.length > 0) {
+      // Appended as the archive has them (stored versions), projected as decoded (upcast).
+      const appended = this.staging.fresh.store.appendManySync(this.batch);
+      this.readModels!.apply(this.decoded.map((d, i) => atPosition(d, appended[i]!.position)));
+    }
     this.batch = [];
+    this.decoded = [];
     this.onProgress?.(`events checked: ${this.replay.count}`);
   }
 
-  eventsDone(): void {
+  /** After every check passed: the user rows and the audit indexes; returns how many events were projected. */
+  finishReadModels(): number {
+    return this.readModels!.finish();
+  }
+
+  async eventsDone(): Promise<void> {
+    await this.settle(0);
     this.flush();
     const m = this.manifest!;
     if (this.replay.count !== m.eventCount) throw new ArchiveRejected(`events.ndjson holds ${this.replay.count} events, but the manifest says ${m.eventCount}`);
@@ -244,7 +333,11 @@ class ArchiveChecker {
 
   private write(path: string, data: Buffer, mode: number): void {
     if (!this.staging) return;
-    ensureDirectory(dirname(path), path.startsWith(this.staging.layout.openvpnDir) ? MODE.publicDir : MODE.privateDir);
+    const dir = dirname(path);
+    if (!this.ensuredDirectories.has(dir)) {
+      ensureDirectory(dir, path.startsWith(this.staging.layout.openvpnDir) ? MODE.publicDir : MODE.privateDir);
+      this.ensuredDirectories.add(dir);
+    }
     writeNew(path, data, mode);
   }
 
@@ -274,10 +367,10 @@ class ArchiveChecker {
         const key = this.keyTexts.get(kind.serial);
         if (key === undefined) throw new ArchiveRejected(`${path} comes without its private key (keys/clients/${kind.serial}.key)`);
         const expected: Record<string, string | undefined> = {
-          ca: sha256(g.caCertificatePem.trim()),
+          ca: this.digestOf(g.caCertificatePem.trim()),
           cert: cert.pemSha256,
           key,
-          'tls-crypt': this.tlsCryptText === undefined ? undefined : sha256(this.tlsCryptText),
+          'tls-crypt': this.tlsCryptText === undefined ? undefined : this.digestOf(this.tlsCryptText),
         };
         for (const [tag, digest] of Object.entries(expected)) {
           const found = block(text, tag);
@@ -471,6 +564,7 @@ export async function restoreBackup(input: RestoreInput, openFreshState: (layout
       {
         manifest: (m) => checker.onManifest(m),
         event: (e) => checker.event(e),
+        drain: () => checker.drain(),
         eventsDone: () => checker.eventsDone(),
         member: (path, kind, data) => checker.member(path, kind, data),
       },
@@ -509,8 +603,10 @@ export async function restoreBackup(input: RestoreInput, openFreshState: (layout
 
     // 2. Finish the new state: read models, CRL, server config.
     const s = staging!;
-    input.onProgress?.('rebuilding the read models');
-    await s.fresh.projections.rebuild((after, limit) => s.fresh.store.readAll({ after, limit }));
+    // Projected from every event as it was appended (ArchiveChecker.flush); now the user rows and
+    // the audit indexes.
+    input.onProgress?.('writing the read models');
+    checker.finishReadModels();
     const active = summary.users.all.active + summary.users.partial.active;
     if (s.fresh.projections.activeUsers().length !== active || s.fresh.projections.crlEntryCount() !== summary.crl.serials) {
       throw new Error('internal error: the rebuilt read models disagree with the replayed log');
