@@ -30,8 +30,9 @@ export interface Ledger {
   /**
    * Calls `visit` with every event in global order, all read inside ONE read transaction: a
    * consistent snapshot of the log while other commands go on appending (WAL: they are not blocked).
+   * When `visit` returns a promise (the backup waiting for its compression), the next event waits for it.
    */
-  readEventSnapshot(visit: (event: RecordedEvent) => void): { readonly count: number; readonly lastPosition: bigint };
+  readEventSnapshot(visit: (event: RecordedEvent) => void | Promise<void>): Promise<{ readonly count: number; readonly lastPosition: bigint }>;
   /** Exclusive lease for a job; see adapters/sqlite/job-lease.ts. */
   acquireLease(name: string, termMs: number): LeaseResult;
   close(): Promise<void>;

@@ -108,24 +108,28 @@ export async function openLedger(env: Environment, command: string, mode: OpenMo
     // Loaded on first use: nodemailer costs ~0.1 s of start-up that listing commands never need.
     createMailer: async (emailSettings) => (await import('../adapters/mail/profile-mailer.js')).createProfileMailer(emailSettings),
     acquireLease: (name, termMs) => acquireLease(db, name, { now: ledger.clock.now(), termMs }),
-    readEventSnapshot(visit) {
+    async readEventSnapshot(visit) {
       if (events !== store) throw new Error('a snapshot of the log is read from the embedded store only; OVL_EVENT_STORE names an EventStoreDB');
-      // A deferred transaction: its snapshot is taken at the first read and holds for every page.
-      return db
-        .transaction(() => {
-          let count = 0;
-          let lastPosition = 0n;
-          for (;;) {
-            const page = store.readAllSync({ after: lastPosition, limit: 5_000 });
-            if (page.length === 0) return { count, lastPosition };
-            for (const event of page) {
-              visit(event);
-              count++;
-              lastPosition = event.position;
-            }
+      // One read transaction around every page, held across the visitor's waits: BEGIN is
+      // deferred, so its snapshot is taken at the first read and holds until COMMIT, while other
+      // commands go on appending (WAL). Nothing else uses this connection meanwhile.
+      db.exec('BEGIN');
+      try {
+        let count = 0;
+        let lastPosition = 0n;
+        for (;;) {
+          const page = store.readAllSync({ after: lastPosition, limit: 5_000 });
+          if (page.length === 0) return { count, lastPosition };
+          for (const event of page) {
+            const waiting = visit(event);
+            if (waiting) await waiting;
+            count++;
+            lastPosition = event.position;
           }
-        })
-        .deferred();
+        }
+      } finally {
+        if (db.inTransaction) db.exec('COMMIT');
+      }
     },
     async close() {
       await events.close();

@@ -348,5 +348,6 @@ export async function readBody(entry: TarEntry, max: number): Promise<Buffer> {
   if (entry.size > max) throw new TarFormatError(`member ${entry.path} is ${entry.size} bytes, more than the ${max} allowed for it`);
   const parts: Buffer[] = [];
   for await (const part of entry.body) parts.push(part);
-  return Buffer.concat(parts);
+  // Most members lie within one chunk of the stream: no copy then.
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
 }

@@ -20,7 +20,11 @@ const Schema = z
     }
   });
 
-export const spec: StandaloneCommandSpec<typeof Schema> = {
+/**
+ * The command; `stagingWorker` is the script of the worker thread that fills the staging store
+ * (commands/bin/ov_restore.ts passes the one built beside it).
+ */
+export const restoreCommand = (stagingWorker?: URL): StandaloneCommandSpec<typeof Schema> => ({
   name: 'ov_restore',
   description: 'restore a gateway from an ov_backup archive: checks everything first, then replaces the state in one step',
   open: 'none',
@@ -45,13 +49,16 @@ export const spec: StandaloneCommandSpec<typeof Schema> = {
           onProgress: progress?.update,
         },
         openFreshState,
+        { stagingWorker },
       );
       return E.map(render)(result);
     } finally {
       progress?.clear();
     }
   },
-};
+});
+
+export const spec = restoreCommand();
 
 function render(r: RestoreResult): string {
   const lines: string[] = [];

@@ -6,20 +6,23 @@
 // always on disk before their event is appended (issue-client-profile.ts) and never change, so
 // every one the snapshot needs is there to read, whatever is appended meanwhile.
 //
-// The events go to a temporary file first (the manifest, which leads the archive, needs their
-// SHA-256), then everything is written to a hidden partial file that is hard-linked to its final
-// name once complete and flushed: no half-written archive ever carries the final name.
+// Layout on disk: the archive is one gzip file made of several gzip members (RFC 1952; gzip -d,
+// tar and every gunzip read them as one stream). The manifest leads the archive but needs the
+// SHA-256 of everything after it, so the rest is compressed first, into two hidden temporary
+// files beside the archive, while it is read: the events (compressed while the log is replayed and
+// checked) and the keys, profiles and configuration files (each read once, hashed and archived
+// from the same bytes). Compression runs on libuv's thread pool, one 1 MiB block per member, on
+// every core. Then a hidden partial file gets the manifest and the header of events.ndjson, the
+// two compressed parts (checked against their own SHA-256 as they are copied), and the end-of-
+// archive blocks; it is flushed and hard-linked to its final name: no half-written archive ever
+// carries the final name.
 import { createHash, X509Certificate } from 'node:crypto';
-import { closeSync, createReadStream, existsSync, fchmodSync, linkSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fchmodSync, fsyncSync, linkSync, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
-import {
-  eventLine,
-  MEMBER,
-  renderManifest,
-  TarGzFileWriter,
-  type ContentSummary,
-} from '../../adapters/archive/backup-archive.js';
+import { eventLine, MEMBER, renderManifest, type ContentSummary } from '../../adapters/archive/backup-archive.js';
+import { GzipMembersFile, gzipMember } from '../../adapters/archive/gzip-members.js';
+import { BLOCK, encodeHeader, paddingLength, RECORD, TarPacker } from '../../adapters/archive/tar.js';
 import { syncDirectory } from '../../adapters/fs/atomic-file.js';
 import { readCrlNumber } from '../../adapters/pki/crl-encoder.js';
 import { dnsConfPath, emailConfPath, gatewayConfPath } from '../../infra/config/paths.js';
@@ -79,6 +82,13 @@ function readIfExists(path: string): Buffer | undefined {
   }
 }
 
+/** gzip's default level: the archive is as small as a single gzip stream made it. */
+const GZIP_LEVEL = 6;
+
+function writeAll(fd: number, bytes: Buffer): void {
+  for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at);
+}
+
 export async function backupGateway(ledger: Ledger, input: BackupInput): Promise<E.Either<Failure, BackupResult>> {
   const { layout } = ledger;
   const now = ledger.clock.now();
@@ -86,45 +96,54 @@ export async function backupGateway(ledger: Ledger, input: BackupInput): Promise
   const finalPath = join(input.outputDir, name);
   if (existsSync(finalPath)) return E.left(refused(`${finalPath} already exists; nothing was written (run ov_backup again in a second, or use --output-dir)`));
   const eventsTemp = join(input.outputDir, `.${name}.events.tmp`);
+  const filesTemp = join(input.outputDir, `.${name}.files.tmp`);
   const partial = join(input.outputDir, `.${name}.partial`);
-  let writer: TarGzFileWriter | undefined;
+  const temporary: GzipMembersFile[] = [];
+  let partialFd: number | undefined;
 
   try {
-    // 1. The log as of one instant, checked as a restore will check it, to a temporary file.
-    const replay = new LogReplay();
+    // 1. The log as of one instant, checked as a restore will check it, compressed as it goes.
+    const events = GzipMembersFile.create(eventsTemp, { level: GZIP_LEVEL });
+    temporary.push(events);
     const eventsHash = createHash('sha256');
     let eventsSize = 0;
-    const fd = openSync(eventsTemp, 'wx', 0o600);
     let snapshot: { count: number; lastPosition: bigint };
-    try {
-      fchmodSync(fd, 0o600);
+    let summary: ContentSummary;
+    let gateway: NonNullable<LogReplay['gateway']>;
+    let needed: ReturnType<LogReplay['neededCertificates']>;
+    {
+      // In a block of its own: the replay's state (hundreds of MB at 100,000 profiles) is garbage
+      // once it has said what the archive must hold, before the files are read.
+      const replay = new LogReplay();
       let pending: string[] = [];
       let pendingLength = 0;
-      const flush = () => {
+      const flush = (): Promise<void> | undefined => {
         const bytes = Buffer.from(pending.join(''), 'utf8');
-        eventsHash.update(bytes);
-        eventsSize += bytes.length;
-        for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at);
         pending = [];
         pendingLength = 0;
+        eventsHash.update(bytes);
+        eventsSize += bytes.length;
+        return events.write(bytes);
       };
-      snapshot = ledger.readEventSnapshot((event) => {
+      snapshot = await ledger.readEventSnapshot((event) => {
         replay.add(event);
         const line = `${eventLine(event)}\n`;
         pending.push(line);
         pendingLength += line.length;
-        if (pendingLength >= 1 << 20) flush();
         if (replay.count % 50_000 === 0) input.onProgress?.(`reading events: ${replay.count}`);
+        return pendingLength >= 1 << 20 ? flush() : undefined;
       });
-      flush();
-    } finally {
-      closeSync(fd);
+      await flush();
+      // events.ndjson's padding to a whole tar block, so that the files' members follow it.
+      await events.write(Buffer.alloc(paddingLength(eventsSize)));
+      summary = replay.summary();
+      gateway = replay.gateway!;
+      needed = replay.neededCertificates(now.toISOString());
     }
-    const summary = replay.summary();
-    const gateway = replay.gateway!;
+    input.onProgress?.('compressing the events');
+    await events.close();
 
-    // 2. The files that snapshot needs.
-    const needed = replay.neededCertificates(now.toISOString());
+    // 2. The files that snapshot needs, each read once: hashed and archived from the same bytes.
     const planned: PlannedFile[] = [
       { path: MEMBER.caKey, source: layout.caKey, requiredAs: 'the CA private key' },
       { path: MEMBER.caCert, source: layout.caCert, requiredAs: 'the CA certificate' },
@@ -146,7 +165,15 @@ export async function backupGateway(ledger: Ledger, input: BackupInput): Promise
       { path: MEMBER.emailConf, source: emailConfPath(input.configDir), requiredAs: undefined },
       { path: MEMBER.dnsConf, source: dnsConfPath(input.configDir), requiredAs: undefined },
     ];
+    const mtime = Math.floor(now.getTime() / 1000);
+    const filesPart = GzipMembersFile.create(filesTemp, { level: GZIP_LEVEL });
+    temporary.push(filesPart);
+    const tar = new TarPacker(async (chunk) => {
+      const waiting = filesPart.write(chunk);
+      if (waiting) await waiting;
+    });
     const files: HashedFile[] = [];
+    let filesTarSize = 0;
     for (const file of planned) {
       const data = readIfExists(file.source);
       if (!data) {
@@ -160,7 +187,11 @@ export async function backupGateway(ledger: Ledger, input: BackupInput): Promise
         }
       }
       files.push({ ...file, size: data.length, sha256: sha256(data) });
+      await tar.addBuffer(file.path, data, { mode: 0o600, mtime });
+      filesTarSize += BLOCK + data.length + paddingLength(data.length);
+      if (files.length % 20_000 === 0) input.onProgress?.(`archiving files: ${files.length} of ${planned.length}`);
     }
+    await filesPart.close();
 
     // 3. The CRL number reached, so a restore keeps counting up from it.
     const recorded = ledger.crl.lastPublication()?.number ?? 0n;
@@ -175,7 +206,6 @@ export async function backupGateway(ledger: Ledger, input: BackupInput): Promise
       ledgerVersion: LEDGER_VERSION,
       lastPosition: snapshot.lastPosition,
     };
-    const eventsSha256 = eventsHash.digest('hex');
     const manifest = renderManifest({
       ledgerVersion: LEDGER_VERSION,
       hostname: input.hostname,
@@ -184,36 +214,35 @@ export async function backupGateway(ledger: Ledger, input: BackupInput): Promise
       lastPosition: snapshot.lastPosition,
       crlNumber,
       summary,
-      members: [{ path: MEMBER.events, size: eventsSize, sha256: eventsSha256 }, ...files],
+      members: [{ path: MEMBER.events, size: eventsSize, sha256: eventsHash.digest('hex') }, ...files],
     });
 
-    // 4. The archive, each member checked again against what the manifest says as it is written.
+    // 4. The archive: manifest and events header, the two compressed parts, the end of the archive.
     input.onProgress?.('writing the archive');
-    const mtime = Math.floor(now.getTime() / 1000);
-    const w = TarGzFileWriter.create(partial);
-    writer = w;
-    await w.tar.addBuffer(MEMBER.manifest, manifest, { mode: 0o600, mtime });
-    const rehash = createHash('sha256');
-    await w.tar.addStream(
-      { path: MEMBER.events, size: eventsSize, mode: 0o600, mtime },
-      (async function* () {
-        for await (const chunk of createReadStream(eventsTemp, { highWaterMark: 1 << 20 })) {
-          rehash.update(chunk as Buffer);
-          yield chunk as Buffer;
-        }
-      })(),
-    );
-    if (rehash.digest('hex') !== eventsSha256) throw new Error(`${eventsTemp} changed while the backup was being written`);
-    let written = 0;
-    for (const file of files) {
-      const data = readFileSync(file.source);
-      if (data.length !== file.size || sha256(data) !== file.sha256) {
-        throw new Error(`${file.source} changed while the backup was being written; run ov_backup again`);
-      }
-      await w.tar.addBuffer(file.path, data, { mode: 0o600, mtime });
-      if (++written % 20_000 === 0) input.onProgress?.(`writing the archive: ${written} of ${files.length} files`);
-    }
-    const archive = await w.close();
+    const fd = openSync(partial, 'wx', 0o600);
+    partialFd = fd;
+    fchmodSync(fd, 0o600);
+    const archiveHash = createHash('sha256');
+    let archiveSize = 0;
+    const put = (bytes: Buffer): void => {
+      archiveHash.update(bytes);
+      archiveSize += bytes.length;
+      writeAll(fd, bytes);
+    };
+    const head = Buffer.concat([
+      encodeHeader({ path: MEMBER.manifest, size: manifest.length, mode: 0o600, mtime }),
+      manifest,
+      Buffer.alloc(paddingLength(manifest.length)),
+      encodeHeader({ path: MEMBER.events, size: eventsSize, mode: 0o600, mtime }),
+    ]);
+    put(gzipMember(head, GZIP_LEVEL));
+    for (const part of [events, filesPart]) copyPart(part, put);
+    // Two zero blocks, then zeros up to a whole record, as tar(1) ends an archive.
+    const tarLength = head.length + eventsSize + paddingLength(eventsSize) + filesTarSize + 2 * BLOCK;
+    put(gzipMember(Buffer.alloc(2 * BLOCK + ((RECORD - (tarLength % RECORD)) % RECORD)), GZIP_LEVEL));
+    fsyncSync(fd);
+    closeSync(fd);
+    partialFd = undefined;
 
     // 5. The final name, only now and never over an existing file.
     try {
@@ -226,8 +255,8 @@ export async function backupGateway(ledger: Ledger, input: BackupInput): Promise
 
     return E.right({
       path: finalPath,
-      size: archive.size,
-      sha256: archive.sha256,
+      size: archiveSize,
+      sha256: archiveHash.digest('hex'),
       header,
       summary,
       crlNumber,
@@ -240,8 +269,29 @@ export async function backupGateway(ledger: Ledger, input: BackupInput): Promise
     }
     throw error;
   } finally {
-    await writer?.abort();
+    if (partialFd !== undefined) closeSync(partialFd);
+    for (const part of temporary) part.abort();
     rmSync(partial, { force: true });
-    rmSync(eventsTemp, { force: true });
+  }
+}
+
+/** Copies a compressed part into the archive, checking it is byte for byte what was written to it. */
+function copyPart(part: GzipMembersFile, put: (bytes: Buffer) => void): void {
+  const fd = openSync(part.path, 'r');
+  try {
+    const hash = createHash('sha256');
+    const buffer = Buffer.allocUnsafe(1 << 20);
+    let size = 0;
+    for (;;) {
+      const n = readSync(fd, buffer, 0, buffer.length, null);
+      if (n === 0) break;
+      const bytes = buffer.subarray(0, n);
+      hash.update(bytes);
+      size += n;
+      put(bytes);
+    }
+    if (size !== part.size || hash.digest('hex') !== part.sha256()) throw new Error(`${part.path} changed while the backup was being written; run ov_backup again`);
+  } finally {
+    closeSync(fd);
   }
 }

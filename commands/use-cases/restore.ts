@@ -26,14 +26,14 @@ import {
   type Manifest,
   type MemberKind,
 } from '../../adapters/archive/backup-archive.js';
-import type { StreamAppend } from '../../adapters/eventstore/sqlite-event-store.js';
 import { syncDirectory, writeFileAtomic } from '../../adapters/fs/atomic-file.js';
+import { BackgroundFiles } from '../../adapters/fs/background-files.js';
 import { ensureDirectory, ensureStateDirectories, MODE, stateLayout, type StateLayout } from '../../adapters/fs/state-layout.js';
 import { clientConfigDefault, clientConfigDir, renderClientConfigDefault, renderServerConfig } from '../../adapters/openvpn/server-config.js';
 import { readCrlNumber } from '../../adapters/pki/crl-encoder.js';
 import type { CrlPublication } from '../../adapters/pki/crl-publisher.js';
 import { planDns } from '../../domain/dns.js';
-import { CURRENT_SCHEMAS, type Envelope, type EventType } from '../../domain/events.js';
+import { CURRENT_SCHEMAS, type EventType } from '../../domain/events.js';
 import { vpcResolverOf } from '../../domain/networks.js';
 import { DEFAULT_DNS_SETTINGS, parseDnsConf, type DnsSettings } from '../../infra/config/dns-conf.js';
 import { parseGatewayConf, type GatewaySettings } from '../../infra/config/gateway-conf.js';
@@ -42,6 +42,7 @@ import type { FreshState } from '../../infra/composition-root.js';
 import { refused, type Failure } from '../failure.js';
 import { compactUtc } from './backup.js';
 import { HistoryError, LogReplay, type CertificateFact, type GatewayData, type NeededCertificate, type SummaryHeader } from './log-replay.js';
+import { openStagingLog, type StagingLog } from './staging-log.js';
 
 export interface RestoreInput {
   readonly archivePath: string;
@@ -117,7 +118,16 @@ const stripZeros = (hex: string) => hex.toLowerCase().replace(/^0+(?=.)/, '');
 interface Staging {
   readonly dir: string;
   readonly layout: StateLayout;
-  readonly fresh: FreshState;
+  /** The event log and read models, filled (in a worker thread when there is one) as events.ndjson is read; opened with the manifest. */
+  log: StagingLog | undefined;
+  /** Resolves with the number of events once the log is appended and projected and its store closed. */
+  logDone: Promise<number> | undefined;
+  /** The client keys and profiles, written while the archive is still being read. */
+  readonly files: BackgroundFiles;
+  /** The store opened again at the end, for the CRL and the last checks. */
+  fresh: FreshState | undefined;
+  readonly open: () => FreshState;
+  readonly worker: URL | undefined;
 }
 
 function writeNew(path: string, data: Buffer, mode: number): void {
@@ -139,10 +149,6 @@ interface PendingSignature {
 /** Signature checks in flight at most; beyond that the reading waits for the older half. */
 const MAX_PENDING_SIGNATURES = 256;
 
-/** The event at the position the staging store gave it (the archive's may have gaps, the store's do not). */
-const atPosition = (e: Envelope, position: bigint): Envelope =>
-  ({ type: e.type, data: e.data, metadata: e.metadata, streamId: e.streamId, revision: e.revision, position }) as Envelope;
-
 /** The visitor that checks everything and, unless this is a dry run, fills the staging directory. */
 class ArchiveChecker {
   manifest: Manifest | undefined;
@@ -162,10 +168,7 @@ class ArchiveChecker {
   private readonly keyTexts = new Map<string, string>();
   private readonly profilesSeen = new Set<string>();
   private tlsCryptText: string | undefined;
-  private batch: StreamAppend[] = [];
-  /** The events of `batch`, decoded: the read models are projected from them as they are appended. */
-  private decoded: Envelope[] = [];
-  private readonly readModels: { apply(events: readonly Envelope[]): void; finish(): number } | undefined;
+  private membersChecked = 0;
   /** In log order; `pendingHead` is the oldest not yet looked at. */
   private pending: PendingSignature[] = [];
   private pendingHead = 0;
@@ -177,7 +180,6 @@ class ArchiveChecker {
     private readonly onProgress: ((text: string) => void) | undefined,
   ) {
     this.replay = new LogReplay((c, gateway) => this.checkCertificate(c, gateway));
-    this.readModels = staging?.fresh.projections.projectLogAsWritten();
   }
 
   /** SHA-256 of text that every profile shares (the CA certificate, the tls-crypt key), computed once. */
@@ -276,12 +278,18 @@ class ArchiveChecker {
 
   onManifest(m: Manifest): void {
     this.manifest = m;
+    const s = this.staging;
+    if (s) s.log = openStagingLog({ worker: s.worker, open: s.open, data: { stagingDir: s.dir, formatVersion: m.formatVersion } });
+  }
+
+  /** events.ndjson's bytes as read: the staging store is filled from them while the lines are checked here. */
+  eventBytes(chunk: Buffer): void | Promise<void> {
+    return this.staging?.log?.bytes(chunk);
   }
 
   event(e: ArchivedEvent): void | Promise<void> {
-    let decoded: Envelope;
     try {
-      decoded = this.replay.add(e);
+      this.replay.add(e);
     } catch (error) {
       // An earlier certificate whose signature is still being checked comes first, if it failed.
       return this.settle(0).then(() => {
@@ -290,37 +298,20 @@ class ArchiveChecker {
     }
     const current = CURRENT_SCHEMAS[e.type as EventType];
     if (current && e.schemaVersion < current.version) this.upcast++;
-    if (this.staging) {
-      this.batch.push({
-        streamId: e.streamId,
-        expectedRevision: e.revision === 0n ? 'no_stream' : e.revision - 1n,
-        events: [{ type: e.type, schemaVersion: e.schemaVersion, data: e.data, metadata: e.metadata }],
-      });
-      this.decoded.push(decoded);
-      if (this.batch.length >= 10_000) this.flush();
-    }
+    if (this.replay.count % 50_000 === 0) this.onProgress?.(`events checked: ${this.replay.count}`);
     if (this.pending.length - this.pendingHead >= MAX_PENDING_SIGNATURES) return this.settle(MAX_PENDING_SIGNATURES / 2);
-  }
-
-  private flush(): void {
-    if (this.staging && this.batch.length > 0) {
-      // Appended as the archive has them (stored versions), projected as decoded (upcast).
-      const appended = this.staging.fresh.store.appendManySync(this.batch);
-      this.readModels!.apply(this.decoded.map((d, i) => atPosition(d, appended[i]!.position)));
-    }
-    this.batch = [];
-    this.decoded = [];
-    this.onProgress?.(`events checked: ${this.replay.count}`);
-  }
-
-  /** After every check passed: the user rows and the audit indexes; returns how many events were projected. */
-  finishReadModels(): number {
-    return this.readModels!.finish();
   }
 
   async eventsDone(): Promise<void> {
     await this.settle(0);
-    this.flush();
+    this.onProgress?.(`events checked: ${this.replay.count}`);
+    const s = this.staging;
+    if (s?.log) {
+      // The staging store finishes (its last events, user rows, audit indexes) while the keys
+      // and profiles are checked; awaited once they are.
+      s.logDone = s.log.end();
+      s.logDone.catch(() => undefined);
+    }
     const m = this.manifest!;
     if (this.replay.count !== m.eventCount) throw new ArchiveRejected(`events.ndjson holds ${this.replay.count} events, but the manifest says ${m.eventCount}`);
     if (this.replay.lastPosition !== m.lastPosition) {
@@ -341,7 +332,8 @@ class ArchiveChecker {
     writeNew(path, data, mode);
   }
 
-  member(path: string, kind: MemberKind, data: Buffer): void {
+  member(path: string, kind: MemberKind, data: Buffer): void | Promise<void> {
+    if (++this.membersChecked % 20_000 === 0) this.onProgress?.(`keys and profiles checked: ${this.membersChecked}`);
     const layout = this.staging?.layout;
     const g = this.gateway;
     const text = data.toString('utf8');
@@ -355,8 +347,7 @@ class ArchiveChecker {
         if (privateKeyId(text, path) !== cert.keyId) throw new ArchiveRejected(`${path} is not the private key of certificate ${kind.serial}`);
         this.keyTexts.set(kind.serial, sha256(text.trim()));
         this.clientKeys++;
-        if (layout) this.write(layout.clientKey(kind.serial), data, MODE.secretFile);
-        return;
+        return this.staging?.files.write(layout!.clientKey(kind.serial), data, MODE.secretFile);
       }
       case 'profile': {
         const need = this.needed.get(kind.serial);
@@ -380,8 +371,9 @@ class ArchiveChecker {
         }
         this.profilesSeen.add(kind.serial);
         this.profiles++;
-        if (layout) this.write(layout.profile(kind.profileId, kind.serial), data, MODE.secretFile);
-        return;
+        if (!this.staging) return;
+        const files = this.staging.files;
+        return files.write(layout!.profile(kind.profileId, kind.serial), data, MODE.secretFile, files.directory(layout!.profileDir(kind.profileId), MODE.privateDir));
       }
       case 'config': {
         if (kind.path === MEMBER.gatewayConf) {
@@ -524,7 +516,19 @@ function configPlan(checker: ArchiveChecker, configDir: string): ConfigAction[] 
   return plan;
 }
 
-export async function restoreBackup(input: RestoreInput, openFreshState: (layout: StateLayout) => FreshState): Promise<E.Either<Failure, RestoreResult>> {
+export interface RestoreOptions {
+  /**
+   * The worker script that fills the staging store in a thread of its own (the built
+   * commands/bin/restore-staging-worker.js); without it, or when it is not there, this thread does.
+   */
+  readonly stagingWorker?: URL;
+}
+
+export async function restoreBackup(
+  input: RestoreInput,
+  openFreshState: (layout: StateLayout) => FreshState,
+  options: RestoreOptions = {},
+): Promise<E.Either<Failure, RestoreResult>> {
   verifyFormatTable();
   const { archivePath, stateDir, configDir, now } = input;
   const stamp = compactUtc(now);
@@ -554,7 +558,16 @@ export async function restoreBackup(input: RestoreInput, openFreshState: (layout
       const dir = mkdtempSync(join(parent, `.${basename(stateDir)}.restore-`));
       const layout = stateLayout(dir);
       ensureStateDirectories(layout);
-      staging = { dir, layout, fresh: openFreshState(layout) };
+      staging = {
+        dir,
+        layout,
+        log: undefined,
+        logDone: undefined,
+        files: new BackgroundFiles(dir),
+        fresh: undefined,
+        open: () => openFreshState(layout),
+        worker: options.stagingWorker,
+      };
     }
 
     // 1. Read and check everything, filling the staging directory as it goes.
@@ -565,6 +578,7 @@ export async function restoreBackup(input: RestoreInput, openFreshState: (layout
         manifest: (m) => checker.onManifest(m),
         event: (e) => checker.event(e),
         drain: () => checker.drain(),
+        eventBytes: (chunk) => checker.eventBytes(chunk),
         eventsDone: () => checker.eventsDone(),
         member: (path, kind, data) => checker.member(path, kind, data),
       },
@@ -603,12 +617,14 @@ export async function restoreBackup(input: RestoreInput, openFreshState: (layout
 
     // 2. Finish the new state: read models, CRL, server config.
     const s = staging!;
-    // Projected from every event as it was appended (ArchiveChecker.flush); now the user rows and
-    // the audit indexes.
+    // Every event was appended and projected as it was read (staging-log.ts); the user rows and
+    // audit indexes were written meanwhile.
     input.onProgress?.('writing the read models');
-    checker.finishReadModels();
+    const projected = await s.logDone!;
+    const fresh = s.open();
+    s.fresh = fresh;
     const active = summary.users.all.active + summary.users.partial.active;
-    if (s.fresh.projections.activeUsers().length !== active || s.fresh.projections.crlEntryCount() !== summary.crl.serials) {
+    if (projected !== summary.events || fresh.projections.activeUsers().length !== active || fresh.projections.crlEntryCount() !== summary.crl.serials) {
       throw new Error('internal error: the rebuilt read models disagree with the replayed log');
     }
     const settings = checker.settings ?? currentSettings(configDir);
@@ -616,7 +632,7 @@ export async function restoreBackup(input: RestoreInput, openFreshState: (layout
     // 1.0 manifests carried no CRL number: every revocation and ov_init each published one, so
     // 1 + revocations is a number the old gateway had reached at least.
     const backedUp = manifest.crlNumber ?? BigInt(1 + checker.replay.revocations);
-    const crl = s.fresh.crl.publish({ now, validityDays: settings.crlValidityDays, after: backedUp > previousCrl ? backedUp : previousCrl });
+    const crl = fresh.crl.publish({ now, validityDays: settings.crlValidityDays, after: backedUp > previousCrl ? backedUp : previousCrl });
     // server.conf names the target's paths; DNS as dns.conf and the recorded VPC say (gateway-networks.ts).
     const dnsSettings = checker.dns ?? currentDnsSettings(configDir);
     const primaryCidr = gateway.networks?.primaryCidr;
@@ -632,7 +648,10 @@ export async function restoreBackup(input: RestoreInput, openFreshState: (layout
     );
     ensureDirectory(clientConfigDir(s.layout), MODE.publicDir);
     writeFileAtomic(clientConfigDefault(s.layout), renderClientConfigDefault(dns), MODE.publicFile);
-    s.fresh.close();
+    fresh.close();
+    input.onProgress?.('writing keys and profiles');
+    await s.files.finish();
+    input.onProgress?.('flushing to disk');
     syncFileSystem(s.dir);
 
     // 3. Swap it in.
@@ -679,7 +698,9 @@ export async function restoreBackup(input: RestoreInput, openFreshState: (layout
     throw error;
   } finally {
     if (staging) {
-      staging.fresh.close();
+      await staging.log?.abort();
+      staging.fresh?.close();
+      await staging.files.settled();
       rmSync(staging.dir, { recursive: true, force: true });
     }
   }

@@ -1,0 +1,242 @@
+// The event log of ov_restore's staging directory: events.ndjson's bytes, as the archive is read,
+// appended to a fresh store and projected into its read models in the same pass.
+//
+// This is half of a restore's work (a million appends and a million projected events), so on a
+// gateway with more than one core it runs in a worker thread of its own (restore-staging-worker.ts)
+// while the main thread goes on reading and checking the archive. The worker gets the raw bytes
+// (cheap to hand over) and reads the lines again itself; everything it could refuse, the main
+// thread refuses first (readBackupArchive and the replay check every line), so the worker only
+// fails on a fault of its own, reported as such. Without a worker (tests, or a build without the
+// worker file) the same loader runs in the main thread.
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import * as E from 'fp-ts/lib/Either.js';
+import { eventLineReader, type ArchivedEvent } from '../../adapters/archive/backup-archive.js';
+import type { SqliteEventStore, StreamAppend } from '../../adapters/eventstore/sqlite-event-store.js';
+import type { Envelope } from '../../domain/events.js';
+import { decodeStoredEvent, describeDecodeError } from '../../domain/upcasters.js';
+import type { SqliteProjectionStore } from '../../projections/sqlite-projection-store.js';
+
+/** What the loader needs of a fresh state (infra/composition-root.ts openFreshState). */
+export interface FreshLog {
+  readonly store: SqliteEventStore;
+  readonly projections: SqliteProjectionStore;
+  close(): void;
+}
+
+/** The event at the position the staging store gave it (the archive's may have gaps; the store's do not). */
+const atPosition = (e: Envelope, position: bigint): Envelope =>
+  ({ type: e.type, data: e.data, metadata: e.metadata, streamId: e.streamId, revision: e.revision, position }) as Envelope;
+
+const BATCH = 10_000;
+
+/** Splits bytes into lines, appends each event as stored and projects it as decoded (upcast). */
+export class StagingLogLoader {
+  private carry: Buffer[] = [];
+  private carried = 0;
+  private batch: StreamAppend[] = [];
+  private decoded: Envelope[] = [];
+  private readonly readLine: (raw: unknown) => ArchivedEvent;
+  private readonly readModels: { apply(events: readonly Envelope[]): void; finish(): number };
+
+  constructor(
+    private readonly fresh: FreshLog,
+    formatVersion: string,
+  ) {
+    this.readLine = eventLineReader(formatVersion);
+    this.readModels = fresh.projections.projectLogAsWritten();
+  }
+
+  bytes(chunk: Buffer): void {
+    let start = 0;
+    for (let nl = chunk.indexOf(0x0a); nl >= 0; nl = chunk.indexOf(0x0a, start)) {
+      const piece = chunk.subarray(start, nl);
+      start = nl + 1;
+      const line = this.carried > 0 ? Buffer.concat([...this.carry, piece]) : piece;
+      this.carry = [];
+      this.carried = 0;
+      this.line(line.toString('utf8'));
+    }
+    if (start < chunk.length) {
+      this.carry.push(chunk.subarray(start));
+      this.carried += chunk.length - start;
+    }
+  }
+
+  private line(text: string): void {
+    const e = this.readLine(JSON.parse(text));
+    const decoded = decodeStoredEvent(e);
+    if (E.isLeft(decoded)) throw new Error(`event at position ${e.position}: ${describeDecodeError(decoded.left)}`);
+    this.batch.push({
+      streamId: e.streamId,
+      expectedRevision: e.revision === 0n ? 'no_stream' : e.revision - 1n,
+      events: [{ type: e.type, schemaVersion: e.schemaVersion, data: e.data, metadata: e.metadata }],
+    });
+    this.decoded.push(decoded.right);
+    if (this.batch.length >= BATCH) this.flush();
+  }
+
+  private flush(): void {
+    if (this.batch.length === 0) return;
+    const appended = this.fresh.store.appendManySync(this.batch);
+    this.readModels.apply(this.decoded.map((d, i) => atPosition(d, appended[i]!.position)));
+    this.batch = [];
+    this.decoded = [];
+  }
+
+  /** After the last byte: the last events, the user rows and the audit indexes; returns how many events were projected. */
+  end(): number {
+    if (this.carried > 0) throw new Error('events.ndjson ends in the middle of a line');
+    this.flush();
+    return this.readModels.finish();
+  }
+}
+
+/** events.ndjson, as the archive is read, into the staging store. */
+export interface StagingLog {
+  /** The next bytes of events.ndjson; a promise when the caller should wait before handing over more. */
+  bytes(chunk: Buffer): Promise<void> | undefined;
+  /** After the last byte: resolves, once every event is appended and projected and the store closed, with how many there were. */
+  end(): Promise<number>;
+  /** Gives up: resolves once the store is closed (the staging directory is about to be removed). */
+  abort(): Promise<void>;
+}
+
+/** The loader in this thread, over a store this opens and closes. */
+export function stagingLogHere(open: () => FreshLog, formatVersion: string): StagingLog {
+  const fresh = open();
+  let loader: StagingLogLoader;
+  try {
+    loader = new StagingLogLoader(fresh, formatVersion);
+  } catch (error) {
+    fresh.close();
+    throw error;
+  }
+  let closed = false;
+  const close = () => {
+    if (!closed) fresh.close();
+    closed = true;
+  };
+  return {
+    bytes(chunk) {
+      loader.bytes(chunk);
+      return undefined;
+    },
+    async end() {
+      try {
+        return loader.end();
+      } finally {
+        close();
+      }
+    },
+    async abort() {
+      close();
+    },
+  };
+}
+
+/** What the worker is told when it starts. */
+export interface StagingWorkerData {
+  readonly stagingDir: string;
+  readonly formatVersion: string;
+}
+
+export type StagingWorkerMessage =
+  | { readonly kind: 'ack'; readonly bytes: number }
+  | { readonly kind: 'done'; readonly events: number }
+  | { readonly kind: 'failed'; readonly message: string };
+
+/** Bytes handed to the worker and not yet taken in at most; beyond that the reading waits. */
+const OUTSTANDING = 16 * 1024 * 1024;
+/** Bytes gathered before one message is posted. */
+const MESSAGE = 1024 * 1024;
+
+/** The loader in a worker thread running `script` (restore-staging-worker.ts), over the store of `stagingDir`. */
+export function stagingLogInWorker(script: URL, data: StagingWorkerData): StagingLog {
+  const worker = new Worker(script, { workerData: data });
+  let outstanding = 0;
+  let failure: Error | undefined;
+  let finished = false;
+  let waiting: Array<() => void> = [];
+  let pending = new Uint8Array(MESSAGE);
+  let filled = 0;
+  const wake = () => {
+    const woken = waiting;
+    waiting = [];
+    for (const w of woken) w();
+  };
+  let settle: { resolve: (events: number) => void; reject: (error: Error) => void } | undefined;
+  const done = new Promise<number>((resolve, reject) => (settle = { resolve, reject }));
+  done.catch(() => undefined);
+  const fail = (error: Error) => {
+    failure ??= error;
+    settle!.reject(failure);
+    wake();
+  };
+  worker.on('message', (m: StagingWorkerMessage) => {
+    if (m.kind === 'ack') {
+      outstanding -= m.bytes;
+      wake();
+    } else if (m.kind === 'done') {
+      finished = true;
+      settle!.resolve(m.events);
+    } else {
+      fail(new Error(`the staging store could not be filled: ${m.message}`));
+    }
+  });
+  worker.on('error', (error) => fail(error));
+  const exited = new Promise<void>((resolve) =>
+    worker.on('exit', (code) => {
+      if (!finished) fail(new Error(`the staging store's worker stopped (exit code ${code}) before it was done`));
+      resolve();
+    }),
+  );
+  const post = () => {
+    if (filled === 0) return;
+    const message = filled === pending.length ? pending : pending.slice(0, filled);
+    worker.postMessage({ kind: 'bytes', buffer: message.buffer }, [message.buffer]);
+    outstanding += filled;
+    pending = new Uint8Array(MESSAGE);
+    filled = 0;
+  };
+  return {
+    bytes(chunk) {
+      if (failure) throw failure;
+      for (let at = 0; at < chunk.length; ) {
+        const n = Math.min(chunk.length - at, pending.length - filled);
+        pending.set(chunk.subarray(at, at + n), filled);
+        filled += n;
+        at += n;
+        if (filled === pending.length) post();
+      }
+      if (outstanding <= OUTSTANDING) return undefined;
+      return new Promise<void>((resolve, reject) => {
+        const check = () => {
+          if (failure) reject(failure);
+          else if (outstanding <= OUTSTANDING / 2) resolve();
+          else waiting.push(check);
+        };
+        check();
+      });
+    },
+    async end() {
+      if (failure) throw failure;
+      post();
+      worker.postMessage({ kind: 'end' });
+      const events = await done;
+      await exited;
+      return events;
+    },
+    async abort() {
+      if (!finished) await worker.terminate();
+      await exited;
+    },
+  };
+}
+
+/** The worker when its script is there (the built commands have it beside them), else this thread. */
+export function openStagingLog(options: { worker: URL | undefined; open: () => FreshLog; data: StagingWorkerData }): StagingLog {
+  if (options.worker && existsSync(fileURLToPath(options.worker))) return stagingLogInWorker(options.worker, options.data);
+  return stagingLogHere(options.open, options.data.formatVersion);
+}
