@@ -28,11 +28,15 @@ export interface Ledger {
   catchUp(): Promise<void>;
   createMailer(settings: EmailSettings): Promise<ProfileMailer>;
   /**
-   * Calls `visit` with every event in global order, all read inside ONE read transaction: a
-   * consistent snapshot of the log while other commands go on appending (WAL: they are not blocked).
-   * When `visit` returns a promise (the backup waiting for its compression), the next event waits for it.
+   * Calls `visit` with every event in global order as of one instant, while other commands go on
+   * appending: the embedded store reads inside ONE read transaction (WAL: writers are not
+   * blocked); EventStoreDB is read up to the head position seen when the snapshot starts ($all is
+   * append-only). When `visit` returns a promise (the backup waiting for its compression), the
+   * next event waits for it. `source` says which log was read, for the operator.
    */
-  readEventSnapshot(visit: (event: RecordedEvent) => void | Promise<void>): Promise<{ readonly count: number; readonly lastPosition: bigint }>;
+  readEventSnapshot(
+    visit: (event: RecordedEvent) => void | Promise<void>,
+  ): Promise<{ readonly count: number; readonly lastPosition: bigint; readonly source: string }>;
   /** Exclusive lease for a job; see adapters/sqlite/job-lease.ts. */
   acquireLease(name: string, termMs: number): LeaseResult;
   close(): Promise<void>;

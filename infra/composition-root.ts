@@ -15,7 +15,8 @@ import { openSqliteDatabase } from '../adapters/sqlite/open-database.js';
 import type { Ledger } from '../commands/ledger.js';
 import { misconfigured, refused, type Failure } from '../commands/failure.js';
 import { verifyUpcasterChain } from '../domain/upcasters.js';
-import { SqliteProjectionStore } from '../projections/sqlite-projection-store.js';
+import pino from 'pino';
+import { SqliteProjectionStore, type ReadAllPage } from '../projections/sqlite-projection-store.js';
 import { parseEmailConf, type EmailSettings } from './config/email-conf.js';
 import { parseGatewayConf, type GatewaySettings } from './config/gateway-conf.js';
 import { dnsConfPath, emailConfPath, gatewayConfPath } from './config/paths.js';
@@ -109,7 +110,27 @@ export async function openLedger(env: Environment, command: string, mode: OpenMo
     createMailer: async (emailSettings) => (await import('../adapters/mail/profile-mailer.js')).createProfileMailer(emailSettings),
     acquireLease: (name, termMs) => acquireLease(db, name, { now: ledger.clock.now(), termMs }),
     async readEventSnapshot(visit) {
-      if (events !== store) throw new Error('a snapshot of the log is read from the embedded store only; OVL_EVENT_STORE names an EventStoreDB');
+      if (remote.right) {
+        // EventStoreDB: $all is append-only, so every event up to the head seen now is the log as
+        // of this instant, however much others append while the pages are read.
+        const esdb = remote.right;
+        const head = await esdb.headPosition();
+        let count = 0;
+        let lastPosition = 0n;
+        while (lastPosition < head) {
+          const page = await esdb.readAll({ after: lastPosition, limit: 5_000 });
+          if (page.length === 0) break;
+          for (const event of page) {
+            if (event.position > head) return { count, lastPosition, source: `EventStoreDB at ${esdb.target}` };
+            const waiting = visit(event);
+            if (waiting) await waiting;
+            count++;
+            lastPosition = event.position;
+          }
+        }
+        if (lastPosition !== head) throw new Error(`EventStoreDB at ${esdb.target} returned no event at its head position ${head}; run ov_backup again`);
+        return { count, lastPosition, source: `EventStoreDB at ${esdb.target}` };
+      }
       // One read transaction around every page, held across the visitor's waits: BEGIN is
       // deferred, so its snapshot is taken at the first read and holds until COMMIT, while other
       // commands go on appending (WAL). Nothing else uses this connection meanwhile.
@@ -119,7 +140,7 @@ export async function openLedger(env: Environment, command: string, mode: OpenMo
         let lastPosition = 0n;
         for (;;) {
           const page = store.readAllSync({ after: lastPosition, limit: 5_000 });
-          if (page.length === 0) return { count, lastPosition };
+          if (page.length === 0) return { count, lastPosition, source: 'the embedded store' };
           for (const event of page) {
             const waiting = visit(event);
             if (waiting) await waiting;
@@ -147,6 +168,13 @@ export interface FreshState {
   readonly store: SqliteEventStore;
   readonly projections: SqliteProjectionStore;
   readonly crl: CrlPublisher;
+  /**
+   * Builds the read models from a log kept elsewhere (EventStoreDB: ov_restore with
+   * OVL_EVENT_STORE), with its own positions as the checkpoint, and records which log they follow
+   * (`identity`, as eventStoreIdentity says it) so the first command does not rebuild them.
+   * Returns how many events were projected.
+   */
+  followLog(identity: string, readAll: ReadAllPage): Promise<number>;
   close(): void;
 }
 
@@ -168,6 +196,11 @@ export function openFreshState(layout: StateLayout): FreshState {
     store,
     projections,
     crl,
+    async followLog(identity, readAll) {
+      // Fresh read models (checkpoint 0, no source recorded): this only records the source.
+      await ensureReadModelSource(db, projections, identity, readAll, pino({ level: 'silent' }));
+      return projections.catchUp(readAll);
+    },
     close: () => {
       if (db.open) db.close();
     },

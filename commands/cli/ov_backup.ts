@@ -53,6 +53,7 @@ function render(r: BackupResult, user: string, host: string): string {
   const file = r.path.split('/').at(-1) ?? r.path;
   return [
     `Backup written to ${r.path} (mode 0600): ${r.summary.events} events, ${r.clientKeys} client keys, ${r.profiles} profiles, CRL #${r.crlNumber}.`,
+    ...(r.source === 'the embedded store' ? [] : [`The events are those of ${r.source} up to position ${r.header.lastPosition}, its head when the backup started.`]),
     '',
     renderSummary(r.header, r.summary, r),
     '',

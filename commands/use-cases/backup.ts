@@ -1,8 +1,10 @@
 // ov_backup: the event log and the key material in one archive (see adapters/archive/backup-archive.ts
 // for its layout), taken as a consistent snapshot while other commands may be writing.
 //
-// Consistency: the events are read inside one SQLite read transaction, so the archive holds the
-// log as of one instant, and only the keys and profiles that snapshot refers to. Those files are
+// Consistency: the events are read inside one SQLite read transaction (or, with OVL_EVENT_STORE, from
+// EventStoreDB's $all up to the head position seen when the backup starts: that log is append-only),
+// so the archive holds the log as of one instant, and only the keys and profiles that snapshot
+// refers to. Those files are
 // always on disk before their event is appended (issue-client-profile.ts) and never change, so
 // every one the snapshot needs is there to read, whatever is appended meanwhile.
 //
@@ -47,6 +49,8 @@ export interface BackupResult {
   readonly crlNumber: bigint;
   readonly clientKeys: number;
   readonly profiles: number;
+  /** Which log the events were read from ('the embedded store', or 'EventStoreDB at …'). */
+  readonly source: string;
 }
 
 /** 2025-03-01T12:00:00.000Z → 20250301T120000Z: sortable, and no colons for scp to trip on. */
@@ -107,7 +111,7 @@ export async function backupGateway(ledger: Ledger, input: BackupInput): Promise
     temporary.push(events);
     const eventsHash = createHash('sha256');
     let eventsSize = 0;
-    let snapshot: { count: number; lastPosition: bigint };
+    let snapshot: { count: number; lastPosition: bigint; source: string };
     let summary: ContentSummary;
     let gateway: NonNullable<LogReplay['gateway']>;
     let needed: ReturnType<LogReplay['neededCertificates']>;
@@ -177,8 +181,17 @@ export async function backupGateway(ledger: Ledger, input: BackupInput): Promise
     for (const file of planned) {
       const data = readIfExists(file.source);
       if (!data) {
-        if (file.requiredAs) return E.left(refused(`${file.requiredAs} is missing (${file.source}); the state is damaged, so no backup was written`));
-        continue;
+        if (!file.requiredAs) continue;
+        if (snapshot.source.startsWith('EventStoreDB')) {
+          // A fleet: each gateway keeps the keys and profiles it issued itself.
+          return E.left(
+            refused(
+              `${file.requiredAs} is missing (${file.source}): the log in ${snapshot.source} needs it, and each gateway of a fleet ` +
+                `keeps only the keys and profiles it issued; copy keys/clients/ and profiles/ from the other gateways here, then run ov_backup again; no backup was written`,
+            ),
+          );
+        }
+        return E.left(refused(`${file.requiredAs} is missing (${file.source}); the state is damaged, so no backup was written`));
       }
       if (file.path === MEMBER.caCert || file.path === MEMBER.serverCert) {
         const expected = file.path === MEMBER.caCert ? gateway.caCertificatePem : gateway.serverCertificatePem;
@@ -262,6 +275,7 @@ export async function backupGateway(ledger: Ledger, input: BackupInput): Promise
       crlNumber,
       clientKeys: files.filter((f) => f.path.startsWith('keys/clients/')).length,
       profiles: files.filter((f) => f.path.startsWith('profiles/')).length,
+      source: snapshot.source,
     });
   } catch (error) {
     if (error instanceof HistoryError) {

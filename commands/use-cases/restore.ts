@@ -9,15 +9,24 @@
 // one) and server.conf rendered, and then the staging directory is renamed into place. Until that
 // rename the target is not touched; on any refusal the staging directory is removed. --dry-run does
 // the same reading and checking with no staging directory at all: it writes nothing.
+//
+// With OVL_EVENT_STORE (an EventStoreDB), the log goes to that server instead of a local store.
+// An append there cannot be rolled back, so nothing is sent before every check has passed:
+// events.ndjson's bytes are kept in the staging directory while the archive is read and checked;
+// once all of it passed, each event is appended as stored (same stream, type, schema version,
+// data and metadata) in the archive's global order, with the expected revision of its stream,
+// and the local read models are built by catching up from the server (checkpoints are then the
+// server's positions). A server that already holds events is refused before the archive is read.
 import { spawnSync } from 'node:child_process';
 import { createHash, createHmac, createPrivateKey, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { closeSync, copyFileSync, existsSync, fchmodSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, fchmodSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import * as E from 'fp-ts/lib/Either.js';
 import { certificateFacts, rsaPrivateKeyPublic, type RsaPublic } from '../../adapters/archive/certificate-facts.js';
 import {
   BackupArchiveError,
+  eventLineReader,
   MEMBER,
   readBackupArchive,
   verifyFormatTable,
@@ -26,6 +35,7 @@ import {
   type Manifest,
   type MemberKind,
 } from '../../adapters/archive/backup-archive.js';
+import { EventStoreUnavailableError, WrongExpectedRevisionError, type EventStore, type NewEvent } from '../../adapters/eventstore/event-store.js';
 import { syncDirectory, writeFileAtomic } from '../../adapters/fs/atomic-file.js';
 import { BackgroundFiles } from '../../adapters/fs/background-files.js';
 import { ensureDirectory, ensureStateDirectories, MODE, stateLayout, type StateLayout } from '../../adapters/fs/state-layout.js';
@@ -39,7 +49,7 @@ import { DEFAULT_DNS_SETTINGS, parseDnsConf, type DnsSettings } from '../../infr
 import { parseGatewayConf, type GatewaySettings } from '../../infra/config/gateway-conf.js';
 import { dnsConfPath, emailConfPath, gatewayConfPath } from '../../infra/config/paths.js';
 import type { FreshState } from '../../infra/composition-root.js';
-import { refused, type Failure } from '../failure.js';
+import { EXIT, refused, type Failure } from '../failure.js';
 import { compactUtc } from './backup.js';
 import { HistoryError, LogReplay, type CertificateFact, type GatewayData, type NeededCertificate, type SummaryHeader } from './log-replay.js';
 import { openStagingLog, type StagingLog } from './staging-log.js';
@@ -77,6 +87,8 @@ export interface RestoreResult {
   readonly profiles: number;
   /** Events stored at an older schema version, read through the upcasters. */
   readonly upcast: number;
+  /** With OVL_EVENT_STORE: the server, whether it held events already (a dry run), how many were appended. */
+  readonly remote: { readonly target: string; readonly heldEvents: boolean; readonly appended: number } | undefined;
 }
 
 /** A refusal found while checking the archive's content. */
@@ -128,6 +140,60 @@ interface Staging {
   fresh: FreshState | undefined;
   readonly open: () => FreshState;
   readonly worker: URL | undefined;
+  /** With an EventStoreDB as the log: events.ndjson's bytes, kept until every check has passed. */
+  readonly spool: EventSpool | undefined;
+}
+
+/** events.ndjson as read from the archive, in a 0600 file of the staging directory, hashed as it is written. */
+class EventSpool {
+  private readonly fd: number;
+  private readonly hash = createHash('sha256');
+  private open = true;
+  size = 0;
+
+  constructor(readonly path: string) {
+    this.fd = openSync(path, 'wx', MODE.secretFile);
+  }
+
+  write(chunk: Buffer): void {
+    for (let at = 0; at < chunk.length; ) at += writeSync(this.fd, chunk, at, chunk.length - at);
+    this.hash.update(chunk);
+    this.size += chunk.length;
+  }
+
+  /** Closes the file; returns its SHA-256. */
+  end(): string {
+    this.close();
+    return this.hash.digest('hex');
+  }
+
+  close(): void {
+    if (this.open) closeSync(this.fd);
+    this.open = false;
+  }
+}
+
+/** The event lines of a spooled events.ndjson, in order, read in 1 MiB blocks. */
+function* spooledLines(path: string): Generator<string> {
+  const fd = openSync(path, 'r');
+  try {
+    const buffer = Buffer.allocUnsafe(1 << 20);
+    let carry: Buffer | undefined;
+    for (;;) {
+      const n = readSync(fd, buffer, 0, buffer.length, null);
+      if (n === 0) break;
+      const chunk = carry ? Buffer.concat([carry, buffer.subarray(0, n)]) : buffer.subarray(0, n);
+      let start = 0;
+      for (let nl = chunk.indexOf(0x0a); nl >= 0; nl = chunk.indexOf(0x0a, start)) {
+        yield chunk.toString('utf8', start, nl);
+        start = nl + 1;
+      }
+      carry = start < chunk.length ? Buffer.from(chunk.subarray(start)) : undefined;
+    }
+    if (carry) throw new Error('events.ndjson ends in the middle of a line');
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function writeNew(path: string, data: Buffer, mode: number): void {
@@ -279,12 +345,14 @@ class ArchiveChecker {
   onManifest(m: Manifest): void {
     this.manifest = m;
     const s = this.staging;
-    if (s) s.log = openStagingLog({ worker: s.worker, open: s.open, data: { stagingDir: s.dir, formatVersion: m.formatVersion } });
+    if (s && !s.spool) s.log = openStagingLog({ worker: s.worker, open: s.open, data: { stagingDir: s.dir, formatVersion: m.formatVersion } });
   }
 
   /** events.ndjson's bytes as read: the staging store is filled from them while the lines are checked here. */
   eventBytes(chunk: Buffer): void | Promise<void> {
-    return this.staging?.log?.bytes(chunk);
+    const s = this.staging;
+    if (s?.spool) return s.spool.write(chunk);
+    return s?.log?.bytes(chunk);
   }
 
   event(e: ArchivedEvent): void | Promise<void> {
@@ -522,6 +590,95 @@ export interface RestoreOptions {
    * commands/bin/restore-staging-worker.js); without it, or when it is not there, this thread does.
    */
   readonly stagingWorker?: URL;
+  /** OVL_EVENT_STORE: the EventStoreDB that receives the log instead of a local store. */
+  readonly remote?: RemoteLog;
+}
+
+/** The EventStoreDB a restore writes the log to. */
+export interface RemoteLog {
+  readonly store: EventStore;
+  /** The server as the connection string names it, without credentials: for messages. */
+  readonly target: string;
+  /** Which log the local read models follow, as infra/event-store-selection.ts eventStoreIdentity says it. */
+  readonly identity: string;
+}
+
+/** Whether the server holds any ovpn-ledger event (its own $-events do not count). */
+async function holdsEvents(remote: RemoteLog): Promise<boolean> {
+  return (await remote.store.readAll({ after: 0n, limit: 1 })).length > 0;
+}
+
+const oneLine = (text: string): string => text.replace(/\s*\n\s*/g, ' ');
+
+/** Events of one stream at most in one append: consecutive events of a stream go together. */
+const APPEND_BATCH = 500;
+
+/**
+ * Appends the spooled events.ndjson to the server, in its order, each stream at the revisions the
+ * archive gives it. Resolves with how many were appended, or with a failure that says what the
+ * server now holds and how to recover.
+ */
+async function appendToRemote(
+  remote: RemoteLog,
+  spool: string,
+  formatVersion: string,
+  total: number,
+  stateDir: string,
+  onProgress: ((text: string) => void) | undefined,
+): Promise<E.Either<Failure, number>> {
+  const readLine = eventLineReader(formatVersion);
+  let written = 0;
+  let last: { streamId: string; revision: bigint } | undefined;
+  let batch: { streamId: string; first: bigint; events: NewEvent[] } | undefined;
+  /** The events of the append in flight: when its answer is lost, they may or may not have landed. */
+  let inFlight = 0;
+  const flush = async (): Promise<void> => {
+    if (!batch) return;
+    const { streamId, first, events } = batch;
+    batch = undefined;
+    inFlight = events.length;
+    await remote.store.appendToStream(streamId, first === 0n ? 'no_stream' : first - 1n, events);
+    if (Math.floor(written / 1_000) !== Math.floor((written + events.length) / 1_000)) {
+      onProgress?.(`appending to EventStoreDB: ${written + events.length} of ${total} events`);
+    }
+    written += events.length;
+    inFlight = 0;
+    last = { streamId, revision: first + BigInt(events.length - 1) };
+  };
+  try {
+    for (const line of spooledLines(spool)) {
+      const e = readLine(JSON.parse(line));
+      const event: NewEvent = { type: e.type, schemaVersion: e.schemaVersion, data: e.data, metadata: e.metadata };
+      if (batch && batch.streamId === e.streamId && batch.events.length < APPEND_BATCH && e.revision === batch.first + BigInt(batch.events.length)) {
+        batch.events.push(event);
+        continue;
+      }
+      await flush();
+      batch = { streamId: e.streamId, first: e.revision, events: [event] };
+    }
+    await flush();
+  } catch (error) {
+    // The adapter's advice ("run the command again") is for a command's one append, not for this.
+    const why = oneLine(error instanceof EventStoreUnavailableError ? error.message.split('; ')[0]! : error instanceof Error ? error.message : String(error));
+    const server = `EventStoreDB at ${remote.target}`;
+    const refusedByServer = error instanceof WrongExpectedRevisionError;
+    const perhaps = refusedByServer || inFlight === 0 ? '' : `, perhaps ${inFlight === 1 ? 'one more' : `${inFlight} more`} from the append that failed,`;
+    if (written === 0 && perhaps === '') {
+      return E.left({
+        exitCode: refusedByServer ? EXIT.refused : EXIT.unexpected,
+        message: `the restore could not append to ${server}: ${why}; nothing was written to it and ${stateDir} was not changed: fix the cause and run ov_restore again`,
+      });
+    }
+    return E.left({
+      exitCode: EXIT.unexpected,
+      message:
+        `the restore stopped while appending to ${server}: ${why}; the server now holds the first ${written} of the archive's ${total} events` +
+        `${last ? ` (the last one confirmed: ${last.streamId} revision ${last.revision})` : ''}${perhaps} and appends cannot be undone; ${stateDir} was not changed; ` +
+        `to recover, empty that database (a new data directory or server) or point OVL_EVENT_STORE at an empty one, then run ov_restore again`,
+    });
+  }
+  if (written !== total) throw new Error(`internal error: ${written} events appended, but the archive holds ${total}`);
+  return E.right(written);
 }
 
 export async function restoreBackup(
@@ -549,8 +706,21 @@ export async function restoreBackup(
       refused(`${stateDir} already holds a gateway's state; to replace it, run ov_restore --force ${archivePath} (the current state is then kept as ${asideName}); nothing was changed`),
     );
   }
+  const remote = options.remote;
+  const nonEmpty = () =>
+    E.left(
+      refused(
+        `EventStoreDB at ${remote!.target} (OVL_EVENT_STORE) already holds ovpn-ledger events; a restore writes a whole history and would mix it with the one there: ` +
+          `restore into an empty database (a new data directory or server), or without OVL_EVENT_STORE into the embedded store; nothing was changed`,
+      ),
+    );
+  // Checked before the archive is read, and again just before the first append.
+  const remoteHeld = remote ? await holdsEvents(remote) : false;
+  if (remoteHeld && !input.dryRun) return nonEmpty();
 
   let staging: Staging | undefined;
+  /** Events already in the server: from then on a failure must say so. */
+  let appendedToRemote = 0;
   try {
     if (!input.dryRun) {
       const parent = dirname(stateDir);
@@ -567,6 +737,7 @@ export async function restoreBackup(
         fresh: undefined,
         open: () => openFreshState(layout),
         worker: options.stagingWorker,
+        spool: remote ? new EventSpool(join(dir, 'events.ndjson.checked')) : undefined,
       };
     }
 
@@ -606,6 +777,7 @@ export async function restoreBackup(
       clientKeys: checker.clientKeys,
       profiles: checker.profiles,
       upcast: checker.upcast,
+      remote: remote ? { target: remote.target, heldEvents: remoteHeld, appended: 0 } : undefined,
     };
     const replacing = config.filter((c) => c.action === 'replace');
     if (input.dryRun) return E.right({ ...result, keptAside: undefined, crl: undefined, config });
@@ -615,16 +787,46 @@ export async function restoreBackup(
       );
     }
 
-    // 2. Finish the new state: read models, CRL, server config.
     const s = staging!;
-    // Every event was appended and projected as it was read (staging-log.ts); the user rows and
-    // audit indexes were written meanwhile.
-    input.onProgress?.('writing the read models');
-    const projected = await s.logDone!;
-    const fresh = s.open();
-    s.fresh = fresh;
+    let appended = 0;
+    if (remote) {
+      // 2a. Every check passed: only now is anything sent to the server, the bytes that were checked.
+      const digest = s.spool!.end();
+      const listed = manifest.members.find((m) => m.path === MEMBER.events);
+      if (listed === undefined || digest !== listed.sha256) throw new Error('internal error: the events kept for EventStoreDB are not the ones that were checked');
+      if (await holdsEvents(remote)) return nonEmpty();
+      input.onProgress?.(`appending to EventStoreDB: 0 of ${summary.events} events`);
+      const written = await appendToRemote(remote, s.spool!.path, manifest.formatVersion, summary.events, stateDir, input.onProgress);
+      if (E.isLeft(written)) return written;
+      appended = written.right;
+      appendedToRemote = appended;
+      rmSync(s.spool!.path);
+    }
+
+    // 2. Finish the new state: read models, CRL, server config.
+    let projected: number;
+    let fresh: FreshState;
+    if (remote) {
+      // The read models caught up from the server: its positions are the checkpoints.
+      input.onProgress?.('building the read models from EventStoreDB');
+      fresh = s.open();
+      s.fresh = fresh;
+      projected = await fresh.followLog(remote.identity, (after, limit) => remote.store.readAll({ after, limit }));
+    } else {
+      // Every event was appended and projected as it was read (staging-log.ts); the user rows and
+      // audit indexes were written meanwhile.
+      input.onProgress?.('writing the read models');
+      projected = await s.logDone!;
+      fresh = s.open();
+      s.fresh = fresh;
+    }
     const active = summary.users.all.active + summary.users.partial.active;
-    if (projected !== summary.events || fresh.projections.activeUsers().length !== active || fresh.projections.crlEntryCount() !== summary.crl.serials) {
+    // A gateway of the fleet may append to the server as soon as the events are there: more is fine.
+    const exact = projected === summary.events;
+    if (
+      (remote ? projected < summary.events : !exact) ||
+      (exact && (fresh.projections.activeUsers().length !== active || fresh.projections.crlEntryCount() !== summary.crl.serials))
+    ) {
       throw new Error('internal error: the rebuilt read models disagree with the replayed log');
     }
     const settings = checker.settings ?? currentSettings(configDir);
@@ -690,14 +892,24 @@ export async function restoreBackup(
       writeFileAtomic(c.path, data, target.mode);
       done.push(keptAs ? { ...c, keptAs } : c);
     }
-    return E.right({ ...result, keptAside, crl, config: done });
+    return E.right({ ...result, keptAside, crl, config: done, remote: remote ? { target: remote.target, heldEvents: false, appended } : undefined });
   } catch (error) {
+    if (remote && appendedToRemote > 0 && staging !== undefined) {
+      // The log is in the server, the local state is not: say so, and how to get out of it.
+      throw new Error(
+        `the ${appendedToRemote} events were appended to EventStoreDB at ${remote.target}, but the local state could not be built: ` +
+          `${oneLine(error instanceof Error ? error.message : String(error))}; ${stateDir} was not changed; to recover, empty that database ` +
+          `(or point OVL_EVENT_STORE at an empty one) and run ov_restore again`,
+        { cause: error },
+      );
+    }
     if (error instanceof BackupArchiveError || error instanceof HistoryError || error instanceof ArchiveRejected) {
       return refuse(error.message.replace(/\s*\n\s*/g, ' '));
     }
     throw error;
   } finally {
     if (staging) {
+      staging.spool?.close();
       await staging.log?.abort();
       staging.fresh?.close();
       await staging.files.settled();
