@@ -3,7 +3,13 @@
 //
 // Every secret is created with an exclusive create and reused when it already exists, so a run
 // killed half-way is completed by the next one, and two runs at once agree on one CA.
-import { createHash, createPublicKey, X509Certificate } from 'node:crypto';
+//
+// When the log already records an initialised gateway (another gateway of a fleet sharing an
+// EventStoreDB ran ov_init), this state directory must hold that gateway's CA: a run here
+// without it, or with a CA of its own (from an ov_init that lost the race), is refused, never
+// answered "already initialised" with keys that cannot serve the fleet's profiles.
+import { createHash, createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import * as E from 'fp-ts/lib/Either.js';
 import type { DiscoveredNetworks, NetworkDiscovery } from '../../adapters/aws/vpc-networks.js';
 import { WrongExpectedRevisionError } from '../../adapters/eventstore/event-store.js';
@@ -54,6 +60,8 @@ export async function initialiseGateway(ledger: Ledger, input: InitInput, option
   const { layout } = ledger;
   const existing = ledger.projections.gateway();
   if (existing) {
+    const foreign = foreignCa(layout, existing.caCertificatePem);
+    if (foreign !== undefined) return E.left(refused(foreign));
     if (existing.publicHost !== input.publicHost || existing.port !== input.port || existing.proto !== input.proto) {
       return E.left(
         refused(
@@ -129,6 +137,27 @@ export async function initialiseGateway(ledger: Ledger, input: InitInput, option
   }
   const crl = publishCrl(ledger);
   return E.right({ ...summary(caCertPem, serverCertPem, layout.serverConf, false, crl), ...(networks ? { networks } : {}), dns });
+}
+
+/**
+ * Why this state directory cannot serve the gateway the log records (its CA key missing, or a CA
+ * that is not the recorded one), or undefined when its CA is the recorded one.
+ */
+function foreignCa(layout: Ledger['layout'], recordedCaPem: string): string | undefined {
+  const recorded = `the event log already records an initialised gateway (CA fingerprint ${fingerprint(recordedCaPem)})`;
+  const join =
+    `to join that gateway's fleet, copy keys/ (mode 0700) and openvpn/ from one of its gateways, or from an ov_backup archive of it, ` +
+    `into ${layout.root} (README, "A fleet shares one PKI"), then run ov_init again`;
+  if (!existsSync(layout.caKey)) return `${recorded}, but ${layout.caKey} is missing here: ${join}; no key was created`;
+  if (!existsSync(layout.caCert)) return `${recorded}, but ${layout.caCert} is missing here: ${join}; no key was created`;
+  const ca = new X509Certificate(recordedCaPem);
+  let same: boolean;
+  try {
+    same = new X509Certificate(readFileSync(layout.caCert)).raw.equals(ca.raw) && ca.checkPrivateKey(createPrivateKey(readFileSync(layout.caKey, 'utf8')));
+  } catch {
+    same = false;
+  }
+  return same ? undefined : `${recorded}, and the CA in ${layout.caKey} and ${layout.caCert} is another one: move keys/ and openvpn/ aside, ${join}`;
 }
 
 function summary(caPem: string, serverPem: string, serverConf: string, already: boolean, crl: CrlPublication | undefined): InitResult {
