@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import * as E from 'fp-ts/lib/Either.js';
 import { eventLineReader, type ArchivedEvent } from '../../adapters/archive/backup-archive.js';
-import type { SqliteEventStore, StreamAppend } from '../../adapters/eventstore/sqlite-event-store.js';
+import type { BulkLoader, LoadedEvent, SqliteEventStore } from '../../adapters/eventstore/sqlite-event-store.js';
 import type { Envelope } from '../../domain/events.js';
 import { decodeStoredEvent, describeDecodeError } from '../../domain/upcasters.js';
 import type { SqliteProjectionStore } from '../../projections/sqlite-projection-store.js';
@@ -35,16 +35,19 @@ const BATCH = 10_000;
 export class StagingLogLoader {
   private carry: Buffer[] = [];
   private carried = 0;
-  private batch: StreamAppend[] = [];
+  private batch: LoadedEvent[] = [];
   private decoded: Envelope[] = [];
   private readonly readLine: (raw: unknown) => ArchivedEvent;
   private readonly readModels: { apply(events: readonly Envelope[]): void; finish(): number };
+  private readonly log: BulkLoader;
 
   constructor(
     private readonly fresh: FreshLog,
     formatVersion: string,
   ) {
     this.readLine = eventLineReader(formatVersion);
+    // The restore's replay checks every stream's revisions; the store takes them as they come.
+    this.log = fresh.store.bulkLoader();
     this.readModels = fresh.projections.projectLogAsWritten();
   }
 
@@ -68,19 +71,15 @@ export class StagingLogLoader {
     const e = this.readLine(JSON.parse(text));
     const decoded = decodeStoredEvent(e);
     if (E.isLeft(decoded)) throw new Error(`event at position ${e.position}: ${describeDecodeError(decoded.left)}`);
-    this.batch.push({
-      streamId: e.streamId,
-      expectedRevision: e.revision === 0n ? 'no_stream' : e.revision - 1n,
-      events: [{ type: e.type, schemaVersion: e.schemaVersion, data: e.data, metadata: e.metadata }],
-    });
+    this.batch.push({ streamId: e.streamId, revision: e.revision, type: e.type, schemaVersion: e.schemaVersion, data: e.data, metadata: e.metadata });
     this.decoded.push(decoded.right);
     if (this.batch.length >= BATCH) this.flush();
   }
 
   private flush(): void {
     if (this.batch.length === 0) return;
-    const appended = this.fresh.store.appendManySync(this.batch);
-    this.readModels.apply(this.decoded.map((d, i) => atPosition(d, appended[i]!.position)));
+    const positions = this.log.append(this.batch);
+    this.readModels.apply(this.decoded.map((d, i) => atPosition(d, positions[i]!)));
     this.batch = [];
     this.decoded = [];
   }
@@ -89,6 +88,7 @@ export class StagingLogLoader {
   end(): number {
     if (this.carried > 0) throw new Error('events.ndjson ends in the middle of a line');
     this.flush();
+    this.log.finish();
     return this.readModels.finish();
   }
 }
