@@ -27,6 +27,12 @@
 //   read of `$all` on the server, so readAll filters here and keeps reading until it has a page
 //   of our events or reaches the end of `$all` (a page of only system events must not look like
 //   the end). Subscriptions filter on the server (excludeSystemEvents) and here again.
+// - Bulk reads of `$all` (readAll) go through the client's own channel, credentials and
+//   reconnection, but decode the server's answers with esdb-read-decoder.ts instead of the
+//   client's google-protobuf objects and ResolvedEvents: that decoding was most of a catch-up's
+//   time, and it also parsed the JSON of events we then drop. The request is the one the client's
+//   readAll sends. This leans on two members the client declares protected (see ClientInternals);
+//   with a client that lacks them readAll falls back to the public API (and a test says so).
 // - Stream reads carry `$all` positions on servers 22.6 and newer; older ones send none, and
 //   readStream then reports position -1n (no caller of readStream uses positions).
 //
@@ -77,6 +83,11 @@ import {
   type ReadPosition,
   type ResolvedEvent,
 } from '@eventstore/db-client';
+import { StreamsClient } from '@eventstore/db-client/generated/streams_grpc_pb.js';
+import sharedPb from '@eventstore/db-client/generated/shared_pb.js';
+import streamsPb from '@eventstore/db-client/generated/streams_pb.js';
+import type { ReadReq } from '@eventstore/db-client/generated/streams_pb.js';
+import { dataText, decodeReadResp, metadataText, OTHER, type DecodedReadResp, type WireEvent } from './esdb-read-decoder.js';
 import {
   EventStoreUnavailableError,
   WrongExpectedRevisionError,
@@ -100,6 +111,51 @@ export interface EsdbEventStoreOptions {
    * (default true).
    */
   readonly readAhead?: boolean;
+  /**
+   * Read `$all` forwards through the client's own gRPC channel with our decoder of the answers
+   * (esdb-read-decoder.ts) rather than through the client's readAll (default true). Off, or with
+   * a client that lacks the internals it needs, readAll goes through the client's public API.
+   */
+  readonly fastReads?: boolean;
+}
+
+/**
+ * The members of the 6.x client that its own read methods are built from (declared protected in
+ * its types). readAll is `Client.prototype.readAll = function () { … this.GRPCStreamCreator(
+ * StreamsClient, 'readAll', (c) => c.read(req, ...this.callArguments(options, { deadline:
+ * Infinity }))) … }`; the fast path makes the same call with its own decoder of the answers, so it
+ * shares the client's channel, credentials, connection name and reconnection (GRPCStreamCreator
+ * hands a failed call's error to the client, which reconnects, to the leader it names if any).
+ */
+interface ClientInternals {
+  GRPCStreamCreator<C, T>(Client: new (...args: never[]) => C, debugName: string, creator: (client: C) => T): () => Promise<T>;
+  callArguments(options: object, callOptions?: { deadline?: number }): [unknown, unknown];
+}
+
+/** The part of a grpc-js server-streaming call we use. */
+interface ReadCall {
+  on(event: 'data', listener: (message: DecodedReadResp) => void): unknown;
+  once(event: 'error', listener: (error: Error) => void): unknown;
+  once(event: 'end', listener: () => void): unknown;
+}
+
+type MakeServerStreamRequest = (
+  method: string,
+  serialize: (request: ReadReq) => Buffer,
+  deserialize: (bytes: Buffer) => DecodedReadResp,
+  request: ReadReq,
+  metadata: unknown,
+  options: unknown,
+) => ReadCall;
+
+const READ_METHOD = '/event_store.client.streams.Streams/Read';
+
+function clientInternals(client: EventStoreDBClient): ClientInternals | undefined {
+  const c = client as unknown as Partial<ClientInternals>;
+  const proto = StreamsClient.prototype as unknown as { makeServerStreamRequest?: unknown };
+  return typeof c.GRPCStreamCreator === 'function' && typeof c.callArguments === 'function' && typeof proto.makeServerStreamRequest === 'function'
+    ? (c as ClientInternals)
+    : undefined;
 }
 
 /** The page read ahead: the one after `after`, for a caller asking with `limit`. */
@@ -133,6 +189,7 @@ export class EsdbEventStore implements EventStore, LiveEventSource {
   private readonly attempts: number;
   private readonly retryDelayMs: number;
   private readonly readAhead: boolean;
+  private readonly internals: ClientInternals | undefined;
   private ahead: PageAhead | undefined;
 
   private constructor(
@@ -144,6 +201,12 @@ export class EsdbEventStore implements EventStore, LiveEventSource {
     this.attempts = Math.max(1, options.attempts ?? 3);
     this.retryDelayMs = options.retryDelayMs ?? 150;
     this.readAhead = options.readAhead ?? true;
+    this.internals = (options.fastReads ?? true) ? clientInternals(client) : undefined;
+  }
+
+  /** Whether readAll decodes the server's answers itself (see EsdbEventStoreOptions.fastReads). */
+  get decodesReads(): boolean {
+    return this.internals !== undefined;
   }
 
   /**
@@ -264,20 +327,36 @@ export class EsdbEventStore implements EventStore, LiveEventSource {
       // One more than needed: the read includes the record AT `from`, which we drop. At least a
       // few dozen, so that a run of system events costs few round trips.
       const want = Math.max(limit - out.length + 1, MIN_READ);
-      const page = await this.withReadRetry('read of $all', () =>
-        collect<AllStreamResolvedEvent>(this.client.readAll({ direction: FORWARDS, fromPosition: from, maxCount: want })),
-      );
       let last: Position | undefined;
-      for (const resolved of page) {
-        const event = resolved.event;
-        if (!event) continue;
-        if (event.position.commit <= floor) continue;
-        last = event.position;
-        if (isSystemEvent(event.streamId, event.type)) continue;
-        out.push(toRecordedEvent(resolved, 'all'));
-        if (out.length === limit) return out;
+      let received: number;
+      if (this.internals) {
+        const internals = this.internals;
+        const start = from;
+        const page = await this.withReadRetry('read of $all', () => readAllForwards(internals, start, want));
+        received = page.length;
+        for (const event of page) {
+          if (event.commit <= floor) continue;
+          last = { commit: event.commit, prepare: event.prepare };
+          if (isSystemEvent(event.streamId, event.type)) continue;
+          out.push(wireToRecordedEvent(event));
+          if (out.length === limit) return out;
+        }
+      } else {
+        const page = await this.withReadRetry('read of $all', () =>
+          collect<AllStreamResolvedEvent>(this.client.readAll({ direction: FORWARDS, fromPosition: from, maxCount: want })),
+        );
+        received = page.length;
+        for (const resolved of page) {
+          const event = resolved.event;
+          if (!event) continue;
+          if (event.position.commit <= floor) continue;
+          last = event.position;
+          if (isSystemEvent(event.streamId, event.type)) continue;
+          out.push(toRecordedEvent(resolved, 'all'));
+          if (out.length === limit) return out;
+        }
       }
-      if (page.length < want || last === undefined) return out;
+      if (received < want || last === undefined) return out;
       // The page was all (or mostly) system events: go on from the last record seen.
       from = last;
       floor = last.commit;
@@ -505,6 +584,92 @@ function collect<T>(read: Readable): Promise<T[]> {
     read.once('error', reject);
     read.once('end', () => resolve(out));
   });
+}
+
+/**
+ * One read of `$all` forwards, as the client's readAll sends it (string ids, no filter, links not
+ * resolved, no deadline), with the answers decoded by esdb-read-decoder.ts. Errors are the
+ * client's CommandErrors, as from its readAll.
+ */
+function readAllForwards(internals: ClientInternals, from: ReadPosition, maxCount: number): Promise<WireEvent[]> {
+  const all = new streamsPb.ReadReq.Options.AllOptions();
+  if (from === START) all.setStart(new sharedPb.Empty());
+  else if (from === END) all.setEnd(new sharedPb.Empty());
+  else all.setPosition(new streamsPb.ReadReq.Options.Position().setCommitPosition(from.commit.toString()).setPreparePosition(from.prepare.toString()));
+  const options = new streamsPb.ReadReq.Options()
+    .setAll(all)
+    .setResolveLinks(false)
+    .setCount(String(maxCount))
+    .setUuidOption(new streamsPb.ReadReq.Options.UUIDOption().setString(new sharedPb.Empty()))
+    .setNoFilter(new sharedPb.Empty())
+    .setReadDirection(streamsPb.ReadReq.Options.ReadDirection.FORWARDS);
+  const request = new streamsPb.ReadReq().setOptions(options);
+  const [metadata, callOptions] = internals.callArguments({}, { deadline: Infinity });
+  const open = internals.GRPCStreamCreator(StreamsClient, 'readAll', (grpcClient) =>
+    (grpcClient as unknown as { makeServerStreamRequest: MakeServerStreamRequest }).makeServerStreamRequest(
+      READ_METHOD,
+      serializeReadReq,
+      decodeReadResp,
+      request,
+      metadata,
+      callOptions,
+    ),
+  );
+  return new Promise((resolve, reject) => {
+    open().then((call) => {
+      const out: WireEvent[] = [];
+      call.on('data', (message) => {
+        if (message !== OTHER) out.push(message);
+      });
+      call.once('error', (error) => reject(convertToCommandError(error)));
+      call.once('end', () => resolve(out));
+    }, reject);
+  });
+}
+
+function serializeReadReq(request: ReadReq): Buffer {
+  return Buffer.from(request.serializeBinary());
+}
+
+/** As toRecordedEvent does for the client's events, with the same checks and messages. */
+function wireToRecordedEvent(event: WireEvent): RecordedEvent {
+  const where = `${event.streamId}@${event.revision}`;
+  if (event.contentType !== 'application/json') throw new Error(`event ${event.type} at ${where} is not JSON: it was not written by ovpn-ledger`);
+  let wrapper: Partial<MetadataWrapper> | null | undefined;
+  try {
+    wrapper = event.metadataEnd > event.metadataStart ? (JSON.parse(metadataText(event)) as Partial<MetadataWrapper> | null) : undefined;
+  } catch {
+    wrapper = undefined;
+  }
+  if (wrapper === null || typeof wrapper !== 'object' || !Number.isSafeInteger(wrapper.schemaVersion) || !('metadata' in wrapper)) {
+    throw new Error(
+      `event ${event.type} at ${where} has no ovpn-ledger metadata (schemaVersion): it was not written by ovpn-ledger; ` +
+        `the EventStoreDB database of a fleet must hold only ovpn-ledger streams (and the server's own $-streams)`,
+    );
+  }
+  if (event.commit !== event.prepare) {
+    throw new Error(
+      `event ${event.type} at ${where} was written in an explicit transaction (commit ${event.commit} != prepare ${event.prepare}); ` +
+        `ovpn-ledger orders events by commit position and cannot follow such events: remove the foreign writer`,
+    );
+  }
+  // Data that is not JSON stays text, as the client leaves it.
+  const text = dataText(event);
+  let data: unknown;
+  try {
+    data = JSON.parse(text) as unknown;
+  } catch {
+    data = text;
+  }
+  return {
+    streamId: event.streamId,
+    revision: event.revision,
+    position: event.commit,
+    type: event.type,
+    schemaVersion: wrapper.schemaVersion as number,
+    data,
+    metadata: wrapper.metadata,
+  };
 }
 
 function toRecordedEvent(resolved: ResolvedEvent | AllStreamResolvedEvent, source: 'stream' | 'all'): RecordedEvent {
