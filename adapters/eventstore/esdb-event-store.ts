@@ -633,8 +633,9 @@ function serializeReadReq(request: ReadReq): Buffer {
 
 /** As toRecordedEvent does for the client's events, with the same checks and messages. */
 function wireToRecordedEvent(event: WireEvent): RecordedEvent {
-  const where = `${event.streamId}@${event.revision}`;
-  if (event.contentType !== 'application/json') throw new Error(`event ${event.type} at ${where} is not JSON: it was not written by ovpn-ledger`);
+  // Only for messages: building it for every event would cost a bigint to string each.
+  const where = (): string => `${event.streamId}@${event.revision}`;
+  if (event.contentType !== 'application/json') throw new Error(`event ${event.type} at ${where()} is not JSON: it was not written by ovpn-ledger`);
   let wrapper: Partial<MetadataWrapper> | null | undefined;
   try {
     wrapper = event.metadataEnd > event.metadataStart ? (JSON.parse(metadataText(event)) as Partial<MetadataWrapper> | null) : undefined;
@@ -643,13 +644,13 @@ function wireToRecordedEvent(event: WireEvent): RecordedEvent {
   }
   if (wrapper === null || typeof wrapper !== 'object' || !Number.isSafeInteger(wrapper.schemaVersion) || !('metadata' in wrapper)) {
     throw new Error(
-      `event ${event.type} at ${where} has no ovpn-ledger metadata (schemaVersion): it was not written by ovpn-ledger; ` +
+      `event ${event.type} at ${where()} has no ovpn-ledger metadata (schemaVersion): it was not written by ovpn-ledger; ` +
         `the EventStoreDB database of a fleet must hold only ovpn-ledger streams (and the server's own $-streams)`,
     );
   }
   if (event.commit !== event.prepare) {
     throw new Error(
-      `event ${event.type} at ${where} was written in an explicit transaction (commit ${event.commit} != prepare ${event.prepare}); ` +
+      `event ${event.type} at ${where()} was written in an explicit transaction (commit ${event.commit} != prepare ${event.prepare}); ` +
         `ovpn-ledger orders events by commit position and cannot follow such events: remove the foreign writer`,
     );
   }
@@ -675,8 +676,9 @@ function wireToRecordedEvent(event: WireEvent): RecordedEvent {
 function toRecordedEvent(resolved: ResolvedEvent | AllStreamResolvedEvent, source: 'stream' | 'all'): RecordedEvent {
   const event = resolved.event;
   if (!event) throw new Error('EventStoreDB returned a link whose event is gone; ovpn-ledger writes no links');
-  const where = `${event.streamId}@${event.revision}`;
-  if (!event.isJson) throw new Error(`event ${event.type} at ${where} is not JSON: it was not written by ovpn-ledger`);
+  // Only for messages: building it for every event would cost a bigint to string each.
+  const where = (): string => `${event.streamId}@${event.revision}`;
+  if (!event.isJson) throw new Error(`event ${event.type} at ${where()} is not JSON: it was not written by ovpn-ledger`);
   const wrapper = event.metadata as Partial<MetadataWrapper> | undefined;
   if (
     wrapper === null ||
@@ -686,7 +688,7 @@ function toRecordedEvent(resolved: ResolvedEvent | AllStreamResolvedEvent, sourc
     !('metadata' in wrapper)
   ) {
     throw new Error(
-      `event ${event.type} at ${where} has no ovpn-ledger metadata (schemaVersion): it was not written by ovpn-ledger; ` +
+      `event ${event.type} at ${where()} has no ovpn-ledger metadata (schemaVersion): it was not written by ovpn-ledger; ` +
         `the EventStoreDB database of a fleet must hold only ovpn-ledger streams (and the server's own $-streams)`,
     );
   }
@@ -695,7 +697,7 @@ function toRecordedEvent(resolved: ResolvedEvent | AllStreamResolvedEvent, sourc
     const p = event.position as Position;
     if (p.commit !== p.prepare) {
       throw new Error(
-        `event ${event.type} at ${where} was written in an explicit transaction (commit ${p.commit} != prepare ${p.prepare}); ` +
+        `event ${event.type} at ${where()} was written in an explicit transaction (commit ${p.commit} != prepare ${p.prepare}); ` +
           `ovpn-ledger orders events by commit position and cannot follow such events: remove the foreign writer`,
       );
     }

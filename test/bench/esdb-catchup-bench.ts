@@ -3,6 +3,10 @@
 // Not a test; run after building:
 //
 //   npm run build && node dist/test/bench/esdb-catchup-bench.js [--events 1000000] [--runs 3] [--revocations 10] [--keep]
+//        [--client-readall]
+//
+// --client-readall reads $all through the client's public readAll (EsdbEventStore's fastReads
+// off) instead of the adapter's own decoding of the answers, to compare the two.
 //
 // What it measures (the targets of the EventStoreDB issue):
 //   1. catch-up of a fresh gateway's read models from N events read through EsdbEventStore (the
@@ -42,15 +46,21 @@ interface Options {
   readonly runs: number;
   readonly revocations: number;
   readonly keep: boolean;
+  readonly clientReadAll: boolean;
 }
 
 function parseOptions(argv: readonly string[]): Options {
   const values: Record<string, number> = { events: 1_000_000, runs: 3, revocations: 10 };
   let keep = false;
+  let clientReadAll = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--keep') {
       keep = true;
+      continue;
+    }
+    if (arg === '--client-readall') {
+      clientReadAll = true;
       continue;
     }
     const m = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
@@ -60,7 +70,7 @@ function parseOptions(argv: readonly string[]): Options {
     if (!Number.isSafeInteger(n) || n < 1) throw new Error(`--${key} needs a positive integer`);
     values[key] = n;
   }
-  return { events: values['events']!, runs: values['runs']!, revocations: values['revocations']!, keep };
+  return { events: values['events']!, runs: values['runs']!, revocations: values['revocations']!, keep, clientReadAll };
 }
 
 const log = (line: string): void => {
@@ -143,7 +153,9 @@ async function main(): Promise<void> {
     log(`seeded in ${seeded[2]} s; ${connectionString}`);
 
     // 1a. The read alone.
-    const reader = EsdbEventStore.connect(connectionString);
+    const storeOptions = { fastReads: !options.clientReadAll };
+    const reader = EsdbEventStore.connect(connectionString, storeOptions);
+    const readPath = reader.decodesReads ? "the adapter decodes the server's answers" : "the client's readAll";
     let t = performance.now();
     let c = ownCpuMs();
     let s = processCpuMs(double.pid!);
@@ -160,7 +172,7 @@ async function main(): Promise<void> {
 
     // 1b. Catch-up of a fresh gateway's read models, as openLedger does it; the last run's file
     // becomes the gateway of step 2.
-    const store = EsdbEventStore.connect(connectionString);
+    const store = EsdbEventStore.connect(connectionString, storeOptions);
     const readAll = (after: bigint, limit: number) => store.readAll({ after, limit });
     const catchUps: { ms: number; cpuMs: number; serverCpuMs: number; count: number }[] = [];
     let gatewayDir = '';
@@ -243,7 +255,7 @@ async function main(): Promise<void> {
       ],
       ['  median run', `${sec(middle.ms)}, ${int(rate(middle))} events/s`, ''],
       ['  CPU of the best run: this process (client + projections) / the double', `${perEvent(best.cpuMs, best.count)} / ${perEvent(best.serverCpuMs, best.count)}`, ''],
-      ['read alone (EsdbEventStore.readAll, pages of 5,000)', `${sec(read.ms)}, ${int((read.count / read.ms) * 1000)} events/s`, ''],
+      [`read alone (EsdbEventStore.readAll, pages of 5,000; ${readPath})`, `${sec(read.ms)}, ${int((read.count / read.ms) * 1000)} events/s`, ''],
       ['  CPU: this process (client) / the double', `${perEvent(read.cpuMs, read.count)} / ${perEvent(read.serverCpuMs, read.count)}`, ''],
       ['CRL entries after catch-up', int(crlEntries), ''],
       [
