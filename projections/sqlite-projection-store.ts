@@ -4,13 +4,16 @@
 // processes catching up at once never apply an event twice.
 import type BetterSqlite3 from 'better-sqlite3';
 import * as E from 'fp-ts/lib/Either.js';
-import { isGatewayEvent, type Envelope, type ProfileEvent } from '../domain/events.js';
+import type { Envelope } from '../domain/events.js';
 import { decodeStoredEvent, describeDecodeError, type StoredEventLike } from '../domain/upcasters.js';
 import type { CalendarDate, CrlReason, Traffic } from '../domain/values.js';
-import { auditRecordOf, type AuditRecord } from './audit-history.js';
-import { crlEntriesFrom, type CrlEntry } from './crl-entries.js';
-import { evolveUserRow, type UserRow } from './user-list.js';
+import type { AuditRecord } from './audit-history.js';
+import type { CrlEntry } from './crl-entries.js';
+import type { UserRow } from './user-list.js';
 import { evolveGateway, type GatewayRow } from './gateway.js';
+import { projectEvent, type RowSink } from './projected-rows.js';
+import { PipelinedDecodeError, ReadPipeline, ReadWorkerUnavailable, readWorkerScript, type ProjectedPage } from './projection-read-pipeline.js';
+import { sqliteLogPageSource } from '../adapters/eventstore/sqlite-event-store.js';
 
 type Db = BetterSqlite3.Database;
 
@@ -40,10 +43,6 @@ CREATE TABLE IF NOT EXISTS users (
   renewals INTEGER NOT NULL,
   row TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS users_by_email ON users (email, traffic);
-CREATE INDEX IF NOT EXISTS users_by_status_expiry ON users (status, expiration_date);
--- ov_user_list reads active rows in (email, traffic) order straight off this index, with no sort.
-CREATE INDEX IF NOT EXISTS users_by_status_email ON users (status, email, traffic);
 CREATE TABLE IF NOT EXISTS certificates (
   serial TEXT PRIMARY KEY,
   stream_id TEXT NOT NULL,
@@ -70,6 +69,17 @@ CREATE TABLE IF NOT EXISTS gateway (
 );
 `;
 
+const noUserRow = (): undefined => undefined;
+
+// The indexes of users (see USER_INDEXES) and audit_log are created by the constructor, beside
+// SCHEMA: a whole-log pass drops them and builds them once after the rows.
+const USER_INDEXES = [
+  { name: 'users_by_email', create: 'CREATE INDEX IF NOT EXISTS users_by_email ON users (email, traffic)' },
+  { name: 'users_by_status_expiry', create: 'CREATE INDEX IF NOT EXISTS users_by_status_expiry ON users (status, expiration_date)' },
+  // ov_user_list reads active rows in (email, traffic) order straight off this index, with no sort.
+  { name: 'users_by_status_email', create: 'CREATE INDEX IF NOT EXISTS users_by_status_email ON users (status, email, traffic)' },
+];
+
 const AUDIT_INDEXES = [
   { name: 'audit_by_stream', create: 'CREATE INDEX IF NOT EXISTS audit_by_stream ON audit_log (stream_id, position)' },
   { name: 'audit_by_type_at', create: 'CREATE INDEX IF NOT EXISTS audit_by_type_at ON audit_log (type, at)' },
@@ -77,6 +87,13 @@ const AUDIT_INDEXES = [
 
 // Pages of the whole-log pass: large enough to amortise each read, small enough to stay in memory.
 const WHOLE_LOG_PAGE = 20_000;
+// Pages of the read worker, and how many it may decode ahead of the pages applied.
+const PIPELINE_PAGE = 2_000;
+const PIPELINE_WINDOW = 8;
+// Audit rows go in AUDIT_ROWS_PER_INSERT at a time: one statement step instead of 64.
+const AUDIT_ROWS_PER_INSERT = 64;
+// The page cache of a whole-log pass (KiB): its B-trees stay in memory instead of spilling.
+const WHOLE_LOG_CACHE_KIB = 131_072;
 
 const PROJECTION_TABLES = ['users', 'certificates', 'crl_entries', 'audit_log', 'gateway', 'projection_checkpoint'];
 
@@ -109,11 +126,43 @@ export interface ProjectionStoreOptions {
   /** DER of one CRL entry: computed once when the revocation is projected, reused by every render. */
   readonly encodeCrlEntry: (entry: CrlEntry) => Buffer;
   readonly batchSize?: number;
+  /**
+   * The read-and-decode worker of a whole-log pass over the embedded log: its script, or false
+   * for the single-thread path. By default the script beside this module (or the bundle's).
+   */
+  readonly readWorker?: URL | false;
 }
 
 export class SqliteProjectionStore {
   private readonly batchSize: number;
   private readonly stmt;
+  /** How the last whole-log pass ran (for benchmarks and tests). */
+  lastWholeLogPass: 'single' | 'pipelined' | undefined;
+  /** Audit rows not yet inserted, six values each; flushed before every commit. */
+  private readonly auditRows: unknown[] = [];
+  /** Where projectEvent puts the rows of an event: into the tables (the audit rows buffered). */
+  private readonly sink: RowSink = {
+    audit: (position, streamId, type, at, actor, details) => {
+      const rows = this.auditRows;
+      rows.push(position, streamId, type, at, actor, details);
+      if (rows.length === 6 * AUDIT_ROWS_PER_INSERT) {
+        this.stmt.insertAuditRows.run(rows);
+        rows.length = 0;
+      }
+    },
+    certificate: (serial, streamId, notAfter) => {
+      this.stmt.insertCertificate.run(serial, streamId, notAfter);
+    },
+    crlEntry: (entry) => {
+      this.stmt.insertCrlEntry.run(entry.serial, entry.revokedAt, entry.reason, this.options.encodeCrlEntry(entry));
+    },
+    gateway: (event) => {
+      const previous = this.stmt.gateway.get();
+      const next = evolveGateway(previous ? (JSON.parse(previous.row) as GatewayRow) : undefined, event);
+      if (next) this.stmt.setGateway.run(JSON.stringify(next));
+    },
+  };
+  private readonly userRowOf = (streamId: string): UserRow | undefined => this.userRow(streamId);
 
   constructor(
     private readonly db: Db,
@@ -122,7 +171,7 @@ export class SqliteProjectionStore {
     resetIfShapeChanged(db);
     db.exec(SCHEMA);
     // Created here too, so a whole-log pass that died between dropping and recreating them heals.
-    for (const index of AUDIT_INDEXES) db.exec(index.create);
+    for (const index of [...USER_INDEXES, ...AUDIT_INDEXES]) db.exec(index.create);
     this.batchSize = options.batchSize ?? 5_000;
     this.stmt = {
       checkpoint: db.prepare<[], { position: string }>('SELECT position FROM projection_checkpoint WHERE id = 1'),
@@ -144,8 +193,9 @@ export class SqliteProjectionStore {
       insertCrlEntry: db.prepare<[string, string, string, Buffer]>(
         'INSERT OR IGNORE INTO crl_entries (serial, revoked_at, reason, der) VALUES (?, ?, ?, ?)',
       ),
-      insertAudit: db.prepare<[string, string, string, string, string, string]>(
-        'INSERT INTO audit_log (position, stream_id, type, at, actor, details) VALUES (?, ?, ?, ?, ?, ?)',
+      insertAudit: db.prepare<unknown[]>('INSERT INTO audit_log (position, stream_id, type, at, actor, details) VALUES (?, ?, ?, ?, ?, ?)'),
+      insertAuditRows: db.prepare<unknown[]>(
+        `INSERT INTO audit_log (position, stream_id, type, at, actor, details) VALUES ${Array(AUDIT_ROWS_PER_INSERT).fill('(?, ?, ?, ?, ?, ?)').join(', ')}`,
       ),
       gateway: db.prepare<[], { row: string }>('SELECT row FROM gateway WHERE id = 1'),
       setGateway: db.prepare<[string]>(
@@ -196,6 +246,7 @@ export class SqliteProjectionStore {
    * Returns undefined when another process projected the log meanwhile.
    */
   private async projectWholeLog(readAll: ReadAllPage): Promise<number | undefined> {
+    const cacheSize = this.db.pragma('cache_size', { simple: true }) as number;
     this.db.exec('BEGIN IMMEDIATE');
     try {
       if (this.checkpoint() !== 0n) {
@@ -203,27 +254,75 @@ export class SqliteProjectionStore {
         return undefined;
       }
       this.clear();
-      for (const index of AUDIT_INDEXES) this.db.exec(`DROP INDEX IF EXISTS ${index.name}`);
-      const users = new Map<string, UserRow | undefined>();
+      for (const index of [...AUDIT_INDEXES, ...USER_INDEXES]) this.db.exec(`DROP INDEX IF EXISTS ${index.name}`);
+      this.db.pragma(`cache_size = -${WHOLE_LOG_CACHE_KIB}`);
+      let users = new Map<string, UserRow | undefined>();
       let last = 0n;
       let applied = 0;
-      for (;;) {
-        const page = await readAll(last, WHOLE_LOG_PAGE);
-        if (page.length === 0) break;
-        for (const stored of page) {
-          this.apply(this.decode(stored), users, false);
-          last = stored.position;
+      let pass: 'single' | 'pipelined' = 'single';
+      let pipeline: ReadPipeline | undefined;
+      try {
+        for (;;) {
+          const page = await readAll(last, WHOLE_LOG_PAGE);
+          if (page.length === 0) break;
+          // A long embedded log: a worker reads, decodes and projects it from the start (this
+          // page too) while this thread inserts the rows.
+          if (last === 0n && page.length === WHOLE_LOG_PAGE && (pipeline = this.startReadPipeline(page))) break;
+          for (const stored of page) {
+            this.apply(this.decode(stored), users, false);
+            last = stored.position;
+          }
+          applied += page.length;
         }
-        applied += page.length;
+        while (pipeline) {
+          let next: Awaited<ReturnType<ReadPipeline['next']>>;
+          try {
+            next = await pipeline.next();
+          } catch (error) {
+            if (error instanceof PipelinedDecodeError) {
+              throw new ProjectionDecodeError(`event at position ${error.position} (${error.streamId}): ${error.detail}`);
+            }
+            if (!(error instanceof ReadWorkerUnavailable)) throw error;
+            // The worker never got going: this thread reads the log itself.
+            await pipeline.close();
+            pipeline = undefined;
+            for (;;) {
+              const page = await readAll(last, WHOLE_LOG_PAGE);
+              if (page.length === 0) break;
+              for (const stored of page) {
+                this.apply(this.decode(stored), users, false);
+                last = stored.position;
+              }
+              applied += page.length;
+            }
+            break;
+          }
+          if ('users' in next) {
+            users = new Map(next.users);
+            pass = 'pipelined';
+            break;
+          }
+          if (next.first <= last) throw new Error(`internal error: position ${next.first} projected after ${last}`);
+          this.insertRows(next);
+          last = next.last;
+          applied += next.count;
+        }
+      } finally {
+        await pipeline?.close();
       }
-      this.writeUsers(users);
-      for (const index of AUDIT_INDEXES) this.db.exec(index.create);
+      this.flushAudit();
+      this.writeUsers(users, true);
+      for (const index of [...AUDIT_INDEXES, ...USER_INDEXES]) this.db.exec(index.create);
       if (last > 0n) this.stmt.setCheckpoint.run(last.toString());
       this.db.exec('COMMIT');
+      this.lastWholeLogPass = pass;
       return applied;
     } catch (error) {
+      this.auditRows.length = 0;
       if (this.db.inTransaction) this.db.exec('ROLLBACK');
       throw error;
+    } finally {
+      this.db.pragma(`cache_size = ${cacheSize}`);
     }
   }
 
@@ -253,6 +352,7 @@ export class SqliteProjectionStore {
         this.apply(event, users, false);
         last = event.position;
       }
+      this.flushAudit();
       applied += events.length;
     });
     return {
@@ -270,6 +370,23 @@ export class SqliteProjectionStore {
     };
   }
 
+  /**
+   * The read worker for the whole log, when `first` is a page of the embedded log read through
+   * this very connection (so the worker's own connection reads the same file, whose write lock
+   * this pass holds: nobody appends meanwhile) and the worker's script is there.
+   */
+  private startReadPipeline(first: readonly StoredEventLike[]): ReadPipeline | undefined {
+    const source = sqliteLogPageSource(first);
+    if (source?.db !== this.db || this.db.memory) return undefined;
+    const script = readWorkerScript(this.options.readWorker);
+    if (!script) return undefined;
+    try {
+      return new ReadPipeline(script, { file: this.db.name, after: 0n, pageSize: PIPELINE_PAGE, window: PIPELINE_WINDOW, users: [] });
+    } catch {
+      return undefined;
+    }
+  }
+
   private decode(stored: StoredEventLike): Envelope {
     const decoded = decodeStoredEvent(stored);
     if (E.isLeft(decoded)) {
@@ -278,8 +395,10 @@ export class SqliteProjectionStore {
     return decoded.right;
   }
 
-  private writeUsers(users: ReadonlyMap<string, UserRow | undefined>): void {
-    for (const [streamId, row] of users) {
+  /** `sorted`: in stream id order, so that the primary key is built by appending (a whole-log pass). */
+  private writeUsers(users: ReadonlyMap<string, UserRow | undefined>, sorted = false): void {
+    const entries = sorted ? [...users].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) : users;
+    for (const [streamId, row] of entries) {
       if (row) {
         this.stmt.upsertUser.run(
           streamId,
@@ -314,6 +433,7 @@ export class SqliteProjectionStore {
           last = stored.position;
           applied++;
         }
+        this.flushAudit();
         this.writeUsers(users);
         if (last > current) this.stmt.setCheckpoint.run(last.toString());
         return applied;
@@ -321,33 +441,36 @@ export class SqliteProjectionStore {
       .immediate();
   }
 
-  /** `lookUp`: whether a user row not yet in `users` may exist in the table (false when projecting from empty). */
+  /**
+   * `lookUp`: whether a user row not yet in `users` may exist in the table (false when projecting
+   * from empty). The audit row is buffered: flushAudit() before the transaction ends.
+   */
   private apply(event: Envelope, users: Map<string, UserRow | undefined>, lookUp: boolean): void {
-    const audit = auditRecordOf(event);
-    this.stmt.insertAudit.run(
-      audit.position.toString(),
-      audit.streamId,
-      audit.type,
-      audit.at,
-      audit.actor,
-      JSON.stringify(audit.details),
-    );
-    if (isGatewayEvent(event)) {
-      const previous = this.stmt.gateway.get();
-      const next = evolveGateway(previous ? (JSON.parse(previous.row) as GatewayRow) : undefined, event);
-      if (next) this.stmt.setGateway.run(JSON.stringify(next));
-      return;
+    projectEvent(event, this.sink, users, lookUp ? this.userRowOf : noUserRow);
+  }
+
+  /** The rows the read worker projected from a page of events, inserted in log order. */
+  private insertRows(page: ProjectedPage): void {
+    const audit = page.audit;
+    const chunk = 6 * AUDIT_ROWS_PER_INSERT;
+    let i = 0;
+    if (this.auditRows.length === 0) {
+      for (; i + chunk <= audit.length; i += chunk) this.stmt.insertAuditRows.run(audit.slice(i, i + chunk));
     }
-    const profileEvent = event as Envelope<ProfileEvent>;
-    const before = users.has(event.streamId) || !lookUp ? users.get(event.streamId) : this.userRow(event.streamId);
-    users.set(event.streamId, evolveUserRow(before, profileEvent));
-    if (profileEvent.type === 'ProfileIssued' || profileEvent.type === 'ProfileRenewed' || profileEvent.type === 'RenewalCertificateIssued') {
-      const c = profileEvent.data.certificate;
-      this.stmt.insertCertificate.run(c.serial, event.streamId, c.notAfter);
+    for (; i < audit.length; i += 6) {
+      this.sink.audit(audit[i] as bigint, audit[i + 1] as string, audit[i + 2] as string, audit[i + 3] as string, audit[i + 4] as string, audit[i + 5] as string);
     }
-    for (const entry of crlEntriesFrom(profileEvent)) {
-      this.stmt.insertCrlEntry.run(entry.serial, entry.revokedAt, entry.reason, this.options.encodeCrlEntry(entry));
-    }
+    const certificates = page.certificates;
+    for (let c = 0; c < certificates.length; c += 3) this.stmt.insertCertificate.run(certificates[c]!, certificates[c + 1]!, certificates[c + 2]!);
+    const crl = page.crl;
+    for (let c = 0; c < crl.length; c += 3) this.sink.crlEntry({ serial: crl[c]!, revokedAt: crl[c + 1]!, reason: crl[c + 2] as CrlReason });
+    for (const event of page.gateway) this.sink.gateway(event);
+  }
+
+  private flushAudit(): void {
+    const rows = this.auditRows;
+    for (let i = 0; i < rows.length; i += 6) this.stmt.insertAudit.run(rows.slice(i, i + 6));
+    rows.length = 0;
   }
 
   private userRow(streamId: string): UserRow | undefined {

@@ -22,7 +22,11 @@ const englishOnlyZod = {
 
 const commands = readdirSync('commands/bin').filter((f) => f.endsWith('.ts'));
 await build({
-  entryPoints: commands.map((f) => `commands/bin/${f}`),
+  entryPoints: [
+    ...commands.map((f) => ({ in: `commands/bin/${f}`, out: f.slice(0, -'.ts'.length) })),
+    // Not a command: the read worker of a whole-log projection pass, found beside the commands.
+    { in: 'projections/projection-read-worker.ts', out: 'projection-read-worker' },
+  ],
   outdir: 'dist/bin',
   bundle: true,
   platform: 'node',

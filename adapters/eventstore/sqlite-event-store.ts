@@ -184,7 +184,11 @@ export class SqliteEventStore implements EventStore {
   readAllSync(options: ReadAllOptions): RecordedEvent[] {
     validateReadAll(options);
     const rows = this.guard(() => this.readAllStmt.all(options.after, options.limit) as EventRow[]);
-    return rows.map(toRecordedEvent);
+    const page = rows.map(toRecordedEvent);
+    // Says where the page came from, so that a whole-log projection pass over this connection's
+    // own file may read the following pages with a second connection (see sqliteLogPageSource).
+    Object.defineProperty(page, LOG_PAGE_SOURCE, { value: { db: this.db } satisfies SqliteLogPageSource });
+    return page;
   }
 
   headPositionSync(): bigint {
@@ -289,6 +293,49 @@ function toRecordedEvent(row: EventRow): RecordedEvent {
     data: JSON.parse(row[5]) as unknown,
     metadata: JSON.parse(row[6]) as unknown,
   };
+}
+
+const LOG_PAGE_SOURCE = Symbol.for('ovpn-ledger.sqlite-log-page-source');
+
+/** The connection a readAll page was read through, when it is a page of a SqliteEventStore as read. */
+export interface SqliteLogPageSource {
+  readonly db: Database.Database;
+}
+
+/**
+ * The connection `page` was read through, if it is an unaltered page of SqliteEventStore.readAll
+ * (a filtered or rebuilt array has no source): the next pages are the same rows of that file.
+ */
+export function sqliteLogPageSource(page: readonly unknown[]): SqliteLogPageSource | undefined {
+  return (page as { [LOG_PAGE_SOURCE]?: SqliteLogPageSource })[LOG_PAGE_SOURCE];
+}
+
+/**
+ * The log of a database file read through a read-only connection of its own, the way readAll
+ * reads it: for a worker thread that reads ahead while another connection writes (WAL lets a
+ * reader run beside the writer, and it sees the log as last committed).
+ */
+export class SqliteLogReader {
+  private readonly db: Database.Database;
+  private readonly readAllStmt: Database.Statement<[bigint, number]>;
+
+  constructor(file: string) {
+    this.db = new Database(file, { readonly: true, fileMustExist: true });
+    this.db.pragma('busy_timeout = 15000');
+    this.readAllStmt = this.db
+      .prepare<[bigint, number]>(`SELECT ${EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?`)
+      .raw(true)
+      .safeIntegers(true);
+  }
+
+  readAll(options: ReadAllOptions): RecordedEvent[] {
+    validateReadAll(options);
+    return (this.readAllStmt.all(options.after, options.limit) as EventRow[]).map(toRecordedEvent);
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
 }
 
 function revisionMatches(expected: ExpectedRevision, actual: bigint | 'no_stream'): boolean {
