@@ -92,7 +92,7 @@ const PIPELINE_PAGE = 2_000;
 const PIPELINE_WINDOW = 8;
 // Audit rows go in AUDIT_ROWS_PER_INSERT at a time: one statement step instead of 64.
 const AUDIT_ROWS_PER_INSERT = 64;
-// The page cache of a whole-log pass (KiB): its B-trees stay in memory instead of spilling.
+// The page cache of a whole-log pass with the read worker (KiB).
 const WHOLE_LOG_CACHE_KIB = 131_072;
 
 const PROJECTION_TABLES = ['users', 'certificates', 'crl_entries', 'audit_log', 'gateway', 'projection_checkpoint'];
@@ -255,7 +255,6 @@ export class SqliteProjectionStore {
       }
       this.clear();
       for (const index of [...AUDIT_INDEXES, ...USER_INDEXES]) this.db.exec(`DROP INDEX IF EXISTS ${index.name}`);
-      this.db.pragma(`cache_size = -${WHOLE_LOG_CACHE_KIB}`);
       let users = new Map<string, UserRow | undefined>();
       let last = 0n;
       let applied = 0;
@@ -274,6 +273,9 @@ export class SqliteProjectionStore {
           }
           applied += page.length;
         }
+        // With the worker, this thread only inserts: a larger page cache keeps the tables' B-trees
+        // in memory (measured: faster; in one thread it made no difference, only a larger RSS).
+        if (pipeline) this.db.pragma(`cache_size = -${WHOLE_LOG_CACHE_KIB}`);
         while (pipeline) {
           let next: Awaited<ReturnType<ReadPipeline['next']>>;
           try {
