@@ -25,7 +25,7 @@
 // --keep keeps the working directory; --reuse DIR measures again on a kept one without seeding.
 
 import { spawn } from 'node:child_process';
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -46,6 +46,7 @@ import { CURRENT_SCHEMAS, type EventType } from '../../domain/events.js';
 import { addDays, endOfUtcDay, utcDateOf, type CalendarDate, type Traffic } from '../../domain/values.js';
 import { DEFAULT_DNS_SETTINGS } from '../../infra/config/dns-conf.js';
 import { SqliteProjectionStore } from '../../projections/sqlite-projection-store.js';
+import { mulberry32, SerialSource } from './seeding.js';
 
 const DAY = 86_400_000;
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -129,16 +130,6 @@ function parseOptions(argv: readonly string[]): Options {
 
 // ---- small helpers -----------------------------------------------------------------------------
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const int = (n: number): string => Math.round(n).toLocaleString('en-US');
 const sec = (ms: number): string => (ms / 1000).toFixed(1);
@@ -146,21 +137,6 @@ const log = (line: string): void => {
   process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${line}\n`);
 };
 
-/** Unique random certificate serials: 16 bytes, positive and minimal (first byte 0x01–0x7f), as drawSerial makes them. */
-class SerialSource {
-  private readonly seen = new Set<string>();
-  next(): string {
-    for (;;) {
-      const bytes = randomBytes(16);
-      bytes[0] = bytes[0]! & 0x7f;
-      if (bytes[0] === 0) continue;
-      const hex = bytes.toString('hex');
-      if (this.seen.has(hex)) continue;
-      this.seen.add(hex);
-      return hex;
-    }
-  }
-}
 
 // ---- running the CLI ---------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@
 // seeded events are one real PEM reused; serials are unique, random, positive and minimal.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -37,6 +37,7 @@ import { CURRENT_SCHEMAS, type EventType } from '../../domain/events.js';
 import { decodeStoredEvent, describeDecodeError } from '../../domain/upcasters.js';
 import { addDays, endOfUtcDay, utcDateOf, type CalendarDate, type Traffic } from '../../domain/values.js';
 import { SqliteProjectionStore } from '../../projections/sqlite-projection-store.js';
+import { mulberry32, SerialSource } from './seeding.js';
 
 const DAY = 86_400_000;
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -88,16 +89,6 @@ function parseOptions(argv: readonly string[]): Options {
 
 // ---- small helpers -----------------------------------------------------------------------------
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const median = (xs: readonly number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -111,31 +102,6 @@ const log = (line: string): void => {
   process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${line}\n`);
 };
 
-/** Unique random certificate serials: 16 bytes, positive and minimal (first byte 0x01–0x7f). */
-class SerialSource {
-  private readonly seen = new Set<string>();
-  private pool = Buffer.alloc(0);
-  private at = 0;
-  next(): string {
-    for (;;) {
-      if (this.at + 16 > this.pool.length) {
-        this.pool = randomBytes(16 * 65_536);
-        this.at = 0;
-      }
-      const bytes = this.pool.subarray(this.at, this.at + 16);
-      this.at += 16;
-      bytes[0] = bytes[0]! & 0x7f;
-      if (bytes[0] === 0) continue;
-      const hex = bytes.toString('hex');
-      if (this.seen.has(hex)) continue;
-      this.seen.add(hex);
-      return hex;
-    }
-  }
-  get size(): number {
-    return this.seen.size;
-  }
-}
 
 // ---- running the CLI ---------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ import { TOOL_NAME } from '../../commands/version.js';
 import { CURRENT_SCHEMAS, type EventType } from '../../domain/events.js';
 import { addDays, endOfUtcDay, utcDateOf, type CalendarDate, type Traffic } from '../../domain/values.js';
 import { SqliteProjectionStore } from '../../projections/sqlite-projection-store.js';
+import { mulberry32, SerialSource } from './seeding.js';
 
 const DAY = 86_400_000;
 const HERE = fileURLToPath(import.meta.url);
@@ -88,39 +89,7 @@ const log = (line: string): void => {
 };
 const load1 = (): string => loadavg()[0]!.toFixed(2);
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-/** Unique random certificate serials: 16 bytes, positive and minimal (first byte 0x01–0x7f). */
-class SerialSource {
-  private readonly seen = new Set<string>();
-  private pool = Buffer.alloc(0);
-  private at = 0;
-  next(): string {
-    for (;;) {
-      if (this.at + 16 > this.pool.length) {
-        this.pool = randomBytes(16 * 65_536);
-        this.at = 0;
-      }
-      const bytes = this.pool.subarray(this.at, this.at + 16);
-      this.at += 16;
-      bytes[0] = bytes[0]! & 0x7f;
-      if (bytes[0] === 0) continue;
-      const hex = bytes.toString('hex');
-      if (this.seen.has(hex)) continue;
-      this.seen.add(hex);
-      return hex;
-    }
-  }
-}
 
 // ---- seeding: the event mix of ledger-bench.ts -------------------------------------------------
 

@@ -15,7 +15,7 @@
 // seeded event; serials are unique, random, positive and minimal.
 
 import { spawn } from 'node:child_process';
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -32,6 +32,7 @@ import { TOOL_NAME } from '../../commands/version.js';
 import { CURRENT_SCHEMAS, type EventType } from '../../domain/events.js';
 import { decodeStoredEvent, describeDecodeError } from '../../domain/upcasters.js';
 import { addDays, endOfUtcDay, utcDateOf, type CalendarDate, type Traffic } from '../../domain/values.js';
+import { mulberry32, SerialSource } from './seeding.js';
 
 const DAY = 86_400_000;
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -75,16 +76,6 @@ function parseOptions(argv: readonly string[]): Options {
 
 // ---- small helpers (as in ledger-bench.ts) -----------------------------------------------------
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const median = (xs: readonly number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -98,27 +89,6 @@ const log = (line: string): void => {
 };
 const loadAverage = (): string => loadavg().map((n) => n.toFixed(2)).join(' ');
 
-class SerialSource {
-  private readonly seen = new Set<string>();
-  private pool = Buffer.alloc(0);
-  private at = 0;
-  next(): string {
-    for (;;) {
-      if (this.at + 16 > this.pool.length) {
-        this.pool = randomBytes(16 * 65_536);
-        this.at = 0;
-      }
-      const bytes = this.pool.subarray(this.at, this.at + 16);
-      this.at += 16;
-      bytes[0] = bytes[0]! & 0x7f;
-      if (bytes[0] === 0) continue;
-      const hex = bytes.toString('hex');
-      if (this.seen.has(hex)) continue;
-      this.seen.add(hex);
-      return hex;
-    }
-  }
-}
 
 // ---- running the CLI ---------------------------------------------------------------------------
 
