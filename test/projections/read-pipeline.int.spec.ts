@@ -127,6 +127,21 @@ describe('the whole-log pass with a read worker', () => {
     expect((single as Error).message).toMatch(/^event at position 26001 \(profile-p[0-9a-f]{24}\): ProfileResent version 1 does not match its schema: serial /);
   });
 
+  it('given a worker that stops dead after its first page, when rebuilt, then the pass fails saying so and leaves the read models empty, and a rebuild after it is complete', async () => {
+    const db = openDb();
+    const events = seed(db);
+    const readAll = readAllOf(db);
+    const dying = new SqliteProjectionStore(db, { encodeCrlEntry, readWorker: new URL('./fixtures/read-worker-dying-after-one-page.mjs', import.meta.url) });
+    await expect(dying.rebuild(readAll)).rejects.toThrow('the projection read worker failed: the read worker exited with code 7');
+    expect(dying.checkpoint()).toBe(0n);
+    expect(dying.dump()['audit_log']).toEqual([]);
+    expect(dying.dump()['users']).toEqual([]);
+
+    const again = new SqliteProjectionStore(db, { encodeCrlEntry, readWorker: WORKER });
+    expect(await again.rebuild(readAll)).toBe(events);
+    expect(again.dump()['audit_log']).toHaveLength(events);
+  });
+
   it('given no worker script where one is expected, when rebuilt, then the pass runs in one thread with the same result', async () => {
     const db = openDb();
     const events = seed(db);
