@@ -23,6 +23,7 @@ import { closeSync, copyFileSync, existsSync, fchmodSync, lstatSync, mkdirSync, 
 import { basename, dirname, join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import * as E from 'fp-ts/lib/Either.js';
+import { LineSplitter } from '../../adapters/archive/line-splitter.js';
 import { certificateFacts, rsaPrivateKeyPublic, type RsaPublic } from '../../adapters/archive/certificate-facts.js';
 import {
   BackupArchiveError,
@@ -178,19 +179,15 @@ function* spooledLines(path: string): Generator<string> {
   const fd = openSync(path, 'r');
   try {
     const buffer = Buffer.allocUnsafe(1 << 20);
-    let carry: Buffer | undefined;
+    const splitter = new LineSplitter();
     for (;;) {
       const n = readSync(fd, buffer, 0, buffer.length, null);
       if (n === 0) break;
-      const chunk = carry ? Buffer.concat([carry, buffer.subarray(0, n)]) : buffer.subarray(0, n);
-      let start = 0;
-      for (let nl = chunk.indexOf(0x0a); nl >= 0; nl = chunk.indexOf(0x0a, start)) {
-        yield chunk.toString('utf8', start, nl);
-        start = nl + 1;
-      }
-      carry = start < chunk.length ? Buffer.from(chunk.subarray(start)) : undefined;
+      const lines: string[] = [];
+      splitter.push(buffer.subarray(0, n), (line) => lines.push(line));
+      yield* lines;
     }
-    if (carry) throw new Error('events.ndjson ends in the middle of a line');
+    splitter.end('events.ndjson');
   } finally {
     closeSync(fd);
   }
@@ -904,7 +901,7 @@ export async function restoreBackup(
       );
     }
     if (error instanceof BackupArchiveError || error instanceof HistoryError || error instanceof ArchiveRejected) {
-      return refuse(error.message.replace(/\s*\n\s*/g, ' '));
+      return refuse(oneLine(error.message));
     }
     throw error;
   } finally {

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import * as E from 'fp-ts/lib/Either.js';
 import { eventLineReader, type ArchivedEvent } from '../../adapters/archive/backup-archive.js';
+import { LineSplitter } from '../../adapters/archive/line-splitter.js';
 import type { BulkLoader, LoadedEvent, SqliteEventStore } from '../../adapters/eventstore/sqlite-event-store.js';
 import type { Envelope } from '../../domain/events.js';
 import { decodeStoredEvent, describeDecodeError } from '../../domain/upcasters.js';
@@ -33,18 +34,14 @@ const BATCH = 10_000;
 
 /** Splits bytes into lines, appends each event as stored and projects it as decoded (upcast). */
 export class StagingLogLoader {
-  private carry: Buffer[] = [];
-  private carried = 0;
+  private readonly lines = new LineSplitter();
   private batch: LoadedEvent[] = [];
   private decoded: Envelope[] = [];
   private readonly readLine: (raw: unknown) => ArchivedEvent;
   private readonly readModels: { apply(events: readonly Envelope[]): void; finish(): number };
   private readonly log: BulkLoader;
 
-  constructor(
-    private readonly fresh: FreshLog,
-    formatVersion: string,
-  ) {
+  constructor(fresh: FreshLog, formatVersion: string) {
     this.readLine = eventLineReader(formatVersion);
     // The restore's replay checks every stream's revisions; the store takes them as they come.
     this.log = fresh.store.bulkLoader();
@@ -52,19 +49,7 @@ export class StagingLogLoader {
   }
 
   bytes(chunk: Buffer): void {
-    let start = 0;
-    for (let nl = chunk.indexOf(0x0a); nl >= 0; nl = chunk.indexOf(0x0a, start)) {
-      const piece = chunk.subarray(start, nl);
-      start = nl + 1;
-      const line = this.carried > 0 ? Buffer.concat([...this.carry, piece]) : piece;
-      this.carry = [];
-      this.carried = 0;
-      this.line(line.toString('utf8'));
-    }
-    if (start < chunk.length) {
-      this.carry.push(chunk.subarray(start));
-      this.carried += chunk.length - start;
-    }
+    this.lines.push(chunk, (text) => this.line(text));
   }
 
   private line(text: string): void {
@@ -86,7 +71,7 @@ export class StagingLogLoader {
 
   /** After the last byte: the last events, the user rows and the audit indexes; returns how many events were projected. */
   end(): number {
-    if (this.carried > 0) throw new Error('events.ndjson ends in the middle of a line');
+    this.lines.end('events.ndjson');
     this.flush();
     this.log.finish();
     return this.readModels.finish();
