@@ -17,27 +17,20 @@
 // seeded events are one real PEM reused; serials are unique, random, positive and minimal.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash, createHmac } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import * as E from 'fp-ts/lib/Either.js';
-import type Database from 'better-sqlite3';
-import type { NewEvent } from '../../adapters/eventstore/event-store.js';
-import type { StreamAppend } from '../../adapters/eventstore/sqlite-event-store.js';
 import { SqliteEventStore } from '../../adapters/eventstore/sqlite-event-store.js';
 import { stateLayout, type StateLayout } from '../../adapters/fs/state-layout.js';
 import { createClientCertificate, generateRsaKeyPair } from '../../adapters/pki/certificates.js';
 import { encodeRevokedEntry } from '../../adapters/pki/crl-encoder.js';
 import { openSqliteDatabase } from '../../adapters/sqlite/open-database.js';
-import { TOOL_NAME } from '../../commands/version.js';
-import { CURRENT_SCHEMAS } from '../../domain/events.js';
-import { decodeStoredEvent, describeDecodeError } from '../../domain/upcasters.js';
 import { addDays, utcDateOf, type Traffic } from '../../domain/values.js';
 import { SqliteProjectionStore } from '../../projections/sqlite-projection-store.js';
-import { planEvents, ROUTE, SerialSource, type Plan, type Planned, type ProfileRef } from './seeding.js';
+import { appendPlanned, planEvents, projectionDigest, ROUTE, SerialSource, type Plan, type ProfileRef } from './seeding.js';
 
 const DAY = 86_400_000;
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -225,19 +218,6 @@ class Series {
 // ---- seeding -----------------------------------------------------------------------------------
 
 
-/** Decodes one planned event exactly as a reader of the store would (JSON round trip, upcasters, zod). */
-function checkDecodes(e: Planned, metadata: unknown): void {
-  const decoded = decodeStoredEvent({
-    streamId: e.streamId,
-    revision: BigInt(e.revision),
-    position: 1n,
-    type: e.type,
-    schemaVersion: CURRENT_SCHEMAS[e.type].version,
-    data: JSON.parse(JSON.stringify(e.data)) as unknown,
-    metadata: JSON.parse(JSON.stringify(metadata)) as unknown,
-  });
-  if (E.isLeft(decoded)) throw new Error(`seeded ${e.type} does not decode: ${describeDecodeError(decoded.left)}`);
-}
 
 interface SeedResult {
   readonly plan: Plan;
@@ -274,25 +254,7 @@ async function seed(gw: Gateway, options: Options): Promise<SeedResult> {
     const planMs = performance.now() - planStart;
     log(`planned ${int(plan.events.length)} events in ${sec(planMs)}; appending`);
 
-    const batchSize = 10_000;
-    const seenTypes = new Set<string>();
-    let appendMs = 0;
-    for (let from = 0; from < plan.events.length; from += batchSize) {
-      const slice = plan.events.slice(from, from + batchSize);
-      const batch: StreamAppend[] = slice.map((e, k) => {
-        const metadata = { actor: 'bench', at: new Date(e.t).toISOString(), tool: TOOL_NAME };
-        if (!seenTypes.has(e.type) || (from + k) % 1000 === 0) {
-          seenTypes.add(e.type);
-          checkDecodes(e, metadata);
-        }
-        const event: NewEvent = { type: e.type, schemaVersion: CURRENT_SCHEMAS[e.type].version, data: e.data, metadata };
-        return { streamId: e.streamId, expectedRevision: e.revision === 0 ? 'no_stream' : BigInt(e.revision - 1), events: [event] };
-      });
-      const t0 = performance.now();
-      store.appendManySync(batch);
-      appendMs += performance.now() - t0;
-      if ((from / batchSize) % 20 === 19) log(`  appended ${int(from + slice.length)} events`);
-    }
+    const appendMs = appendPlanned(store, plan.events, log);
     const head = store.headPositionSync();
     return { plan, planMs, appendMs, head };
   } finally {
@@ -302,20 +264,6 @@ async function seed(gw: Gateway, options: Options): Promise<SeedResult> {
 
 // ---- in-process rebuild --------------------------------------------------------------------------
 
-const PROJECTION_TABLES = ['users', 'certificates', 'crl_entries', 'audit_log', 'gateway', 'projection_checkpoint'];
-
-/** A digest of every read-model table, to show the rebuild reproduces what the CLI built incrementally. */
-function projectionDigest(db: Database.Database): string {
-  const hash = createHash('sha256');
-  for (const table of PROJECTION_TABLES) {
-    hash.update(`\n#${table}\n`);
-    for (const row of db.prepare(`SELECT * FROM ${table} ORDER BY 1`).raw(true).iterate() as IterableIterator<unknown[]>) {
-      for (const cell of row) hash.update(Buffer.isBuffer(cell) ? `x${cell.toString('hex')}|` : `${typeof cell}:${String(cell)}|`);
-      hash.update('\n');
-    }
-  }
-  return hash.digest('hex');
-}
 
 async function rebuildInProcess(
   gw: Gateway,

@@ -14,27 +14,22 @@
 // (1 min) before and after each run: other work on this machine slows every figure.
 
 import { spawnSync } from 'node:child_process';
-import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import type Database from 'better-sqlite3';
-import type { NewEvent } from '../../adapters/eventstore/event-store.js';
-import { SqliteEventStore, type StreamAppend } from '../../adapters/eventstore/sqlite-event-store.js';
+import { SqliteEventStore } from '../../adapters/eventstore/sqlite-event-store.js';
 import { createCaCertificate, createClientCertificate, generateRsaKeyPair } from '../../adapters/pki/certificates.js';
 import { encodeRevokedEntry } from '../../adapters/pki/crl-encoder.js';
 import { openSqliteDatabase } from '../../adapters/sqlite/open-database.js';
-import { TOOL_NAME } from '../../commands/version.js';
-import { CURRENT_SCHEMAS } from '../../domain/events.js';
 import type { Traffic } from '../../domain/values.js';
 import { SqliteProjectionStore } from '../../projections/sqlite-projection-store.js';
-import { planEvents } from './seeding.js';
+import { appendPlanned, planEvents, projectionDigest, PROJECTION_TABLES } from './seeding.js';
 
 const DAY = 86_400_000;
 const HERE = fileURLToPath(import.meta.url);
-const PROJECTION_TABLES = ['users', 'certificates', 'crl_entries', 'audit_log', 'gateway', 'projection_checkpoint'];
 
 type Mode = 'auto' | 'single';
 
@@ -116,14 +111,7 @@ async function seed(options: Options): Promise<void> {
   try {
     const store = new SqliteEventStore(db);
     const start = performance.now();
-    for (let from = 0; from < planned.length; from += 10_000) {
-      const batch: StreamAppend[] = planned.slice(from, from + 10_000).map((e) => {
-        const metadata = { actor: 'bench', at: new Date(e.t).toISOString(), tool: TOOL_NAME };
-        const event: NewEvent = { type: e.type, schemaVersion: CURRENT_SCHEMAS[e.type].version, data: e.data, metadata };
-        return { streamId: e.streamId, expectedRevision: e.revision === 0 ? 'no_stream' : BigInt(e.revision - 1), events: [event] };
-      });
-      store.appendManySync(batch);
-    }
+    appendPlanned(store, planned, log);
     db.pragma('wal_checkpoint(TRUNCATE)');
     log(`seeded ${int(planned.length)} events in ${((performance.now() - start) / 1000).toFixed(1)} s; ${int(statSync(options.file).size / 1e6)} MB`);
   } finally {
@@ -154,17 +142,6 @@ interface RunResult {
   readonly pipelined: boolean;
 }
 
-function projectionDigest(db: Database.Database): string {
-  const hash = createHash('sha256');
-  for (const table of PROJECTION_TABLES) {
-    hash.update(`\n#${table}\n`);
-    for (const row of db.prepare(`SELECT * FROM ${table} ORDER BY 1`).raw(true).iterate() as IterableIterator<unknown[]>) {
-      for (const cell of row) hash.update(Buffer.isBuffer(cell) ? `x${cell.toString('hex')}|` : `${typeof cell}:${String(cell)}|`);
-      hash.update('\n');
-    }
-  }
-  return hash.digest('hex');
-}
 
 async function child(options: Options, mode: Mode): Promise<void> {
   const db = openSqliteDatabase(options.file);

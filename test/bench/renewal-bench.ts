@@ -21,18 +21,13 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import * as E from 'fp-ts/lib/Either.js';
-import type { NewEvent } from '../../adapters/eventstore/event-store.js';
-import type { StreamAppend } from '../../adapters/eventstore/sqlite-event-store.js';
 import { SqliteEventStore } from '../../adapters/eventstore/sqlite-event-store.js';
 import { stateLayout, type StateLayout } from '../../adapters/fs/state-layout.js';
 import { createClientCertificate, generateRsaKeyPair } from '../../adapters/pki/certificates.js';
 import { openSqliteDatabase } from '../../adapters/sqlite/open-database.js';
-import { TOOL_NAME } from '../../commands/version.js';
-import { CURRENT_SCHEMAS, type EventType } from '../../domain/events.js';
-import { decodeStoredEvent, describeDecodeError } from '../../domain/upcasters.js';
+import type { EventType } from '../../domain/events.js';
 import { addDays, endOfUtcDay, utcDateOf, type CalendarDate, type Traffic } from '../../domain/values.js';
-import { mulberry32, SerialSource } from './seeding.js';
+import { appendPlanned, mulberry32, SerialSource, type PlannedEvent as Planned } from './seeding.js';
 
 const DAY = 86_400_000;
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -169,14 +164,6 @@ const cpuText = (r: { cpuMs: number | undefined }): string => (r.cpuMs === undef
 
 // ---- seeding -----------------------------------------------------------------------------------
 
-interface Planned {
-  readonly t: number;
-  readonly streamId: string;
-  readonly revision: number;
-  readonly type: EventType;
-  readonly data: unknown;
-}
-
 interface Plan {
   readonly events: Planned[];
   readonly due: number;
@@ -268,18 +255,6 @@ function planEvents(options: Options, existing: number, profileIdOf: (email: str
   return { events, due: dueSet.size, counts };
 }
 
-function checkDecodes(e: Planned, metadata: unknown): void {
-  const decoded = decodeStoredEvent({
-    streamId: e.streamId,
-    revision: BigInt(e.revision),
-    position: 1n,
-    type: e.type,
-    schemaVersion: CURRENT_SCHEMAS[e.type].version,
-    data: JSON.parse(JSON.stringify(e.data)) as unknown,
-    metadata: JSON.parse(JSON.stringify(metadata)) as unknown,
-  });
-  if (E.isLeft(decoded)) throw new Error(`seeded ${e.type} does not decode: ${describeDecodeError(decoded.left)}`);
-}
 
 async function seed(gw: Gateway, options: Options, now: number): Promise<{ plan: Plan; appendMs: number; head: bigint }> {
   const db = openSqliteDatabase(gw.layout.database, { synchronous: 'OFF' });
@@ -301,25 +276,7 @@ async function seed(gw: Gateway, options: Options, now: number): Promise<{ plan:
     });
     const plan = planEvents(options, existing, profileIdOf, pem, now);
     log(`planned ${int(plan.events.length)} events (${int(plan.due)} due profiles); appending`);
-    const batchSize = 10_000;
-    const seenTypes = new Set<string>();
-    let appendMs = 0;
-    for (let from = 0; from < plan.events.length; from += batchSize) {
-      const slice = plan.events.slice(from, from + batchSize);
-      const batch: StreamAppend[] = slice.map((e, k) => {
-        const metadata = { actor: 'bench', at: new Date(e.t).toISOString(), tool: TOOL_NAME };
-        if (!seenTypes.has(e.type) || (from + k) % 1000 === 0) {
-          seenTypes.add(e.type);
-          checkDecodes(e, metadata);
-        }
-        const event: NewEvent = { type: e.type, schemaVersion: CURRENT_SCHEMAS[e.type].version, data: e.data, metadata };
-        return { streamId: e.streamId, expectedRevision: e.revision === 0 ? 'no_stream' : BigInt(e.revision - 1), events: [event] };
-      });
-      const t0 = performance.now();
-      store.appendManySync(batch);
-      appendMs += performance.now() - t0;
-      if ((from / batchSize) % 20 === 19) log(`  appended ${int(from + slice.length)} events`);
-    }
+    const appendMs = appendPlanned(store, plan.events, log);
     return { plan, appendMs, head: store.headPositionSync() };
   } finally {
     db.close();

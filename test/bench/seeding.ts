@@ -1,8 +1,15 @@
 // What the benchmarks share to seed a gateway's log: a seeded random sequence (so every run plans
 // the same history), unique certificate serials, and the event mix of ledger-bench.ts and
 // rebuild-bench.ts. Not a test.
-import { randomBytes } from 'node:crypto';
-import type { EventType } from '../../domain/events.js';
+import { createHash, randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import type Database from 'better-sqlite3';
+import * as E from 'fp-ts/lib/Either.js';
+import type { NewEvent } from '../../adapters/eventstore/event-store.js';
+import type { SqliteEventStore, StreamAppend } from '../../adapters/eventstore/sqlite-event-store.js';
+import { TOOL_NAME } from '../../commands/version.js';
+import { CURRENT_SCHEMAS, type EventType } from '../../domain/events.js';
+import { decodeStoredEvent, describeDecodeError } from '../../domain/upcasters.js';
 import { addDays, endOfUtcDay, utcDateOf, type CalendarDate, type Traffic } from '../../domain/values.js';
 
 const DAY = 86_400_000;
@@ -63,13 +70,7 @@ const FIRST_NAMES = ['Ada', 'Alan', 'Grace', 'Edsger', 'Barbara', 'Donald', 'Mar
 const LAST_NAMES = ['Lovelace', 'Turing', 'Hopper', 'Dijkstra', 'Liskov', 'Knuth', 'Hamilton', 'Thompson', 'Allen', 'Ritchie', 'Perlman', 'Wirth', 'Lamarr', 'Hoare', 'Spärck Jones', 'Lamport', 'Wilson', 'Backus', 'Sammet', 'Torvalds'];
 const REASONS = ['remote access for the support rotation', 'contractor: data migration project', 'on-call access to the build farm', 'access to the staging network', 'replacement laptop'];
 
-export interface Planned {
-  readonly t: number;
-  readonly streamId: string;
-  readonly revision: number;
-  readonly type: EventType;
-  readonly data: unknown;
-}
+export type Planned = PlannedEvent;
 
 export interface ProfileRef {
   readonly email: string;
@@ -242,4 +243,73 @@ export function planEvents(options: PlanShape, existing: number, env: PlanEnv): 
   // One log in time order, as the gateway would have written it (streams interleave).
   events.sort((a, b) => a.t - b.t || (a.streamId < b.streamId ? -1 : a.streamId > b.streamId ? 1 : a.revision - b.revision));
   return { events, activeProfiles: reissuedCount, revokedSerials, deleteCandidates, counts, serials: serials.size };
+}
+
+// ---- appending a plan, and reading the read models back -------------------------------------------
+
+/** One planned event: its time, its stream and revision, its type and data (metadata is added on append). */
+export interface PlannedEvent {
+  readonly t: number;
+  readonly streamId: string;
+  readonly revision: number;
+  readonly type: EventType;
+  readonly data: unknown;
+}
+
+/** Decodes one planned event exactly as a reader of the store would (JSON round trip, upcasters, zod). */
+function checkDecodes(e: PlannedEvent, metadata: unknown): void {
+  const decoded = decodeStoredEvent({
+    streamId: e.streamId,
+    revision: BigInt(e.revision),
+    position: 1n,
+    type: e.type,
+    schemaVersion: CURRENT_SCHEMAS[e.type].version,
+    data: JSON.parse(JSON.stringify(e.data)) as unknown,
+    metadata: JSON.parse(JSON.stringify(metadata)) as unknown,
+  });
+  if (E.isLeft(decoded)) throw new Error(`seeded ${e.type} does not decode: ${describeDecodeError(decoded.left)}`);
+}
+
+/**
+ * Appends the planned events in order through the store's append path, 10,000 per transaction,
+ * each stream at its planned revision; the first event of each type and every 1,000th are decoded
+ * first as a reader would. Returns the milliseconds spent in the appends themselves.
+ */
+export function appendPlanned(store: SqliteEventStore, events: readonly PlannedEvent[], log: (line: string) => void): number {
+  const batchSize = 10_000;
+  const seenTypes = new Set<string>();
+  let appendMs = 0;
+  for (let from = 0; from < events.length; from += batchSize) {
+    const slice = events.slice(from, from + batchSize);
+    const batch: StreamAppend[] = slice.map((e, k) => {
+      const metadata = { actor: 'bench', at: new Date(e.t).toISOString(), tool: TOOL_NAME };
+      if (!seenTypes.has(e.type) || (from + k) % 1000 === 0) {
+        seenTypes.add(e.type);
+        checkDecodes(e, metadata);
+      }
+      const event: NewEvent = { type: e.type, schemaVersion: CURRENT_SCHEMAS[e.type].version, data: e.data, metadata };
+      return { streamId: e.streamId, expectedRevision: e.revision === 0 ? 'no_stream' : BigInt(e.revision - 1), events: [event] };
+    });
+    const t0 = performance.now();
+    store.appendManySync(batch);
+    appendMs += performance.now() - t0;
+    if ((from / batchSize) % 20 === 19) log(`  appended ${(from + slice.length).toLocaleString('en-US')} events`);
+  }
+  return appendMs;
+}
+
+/** The read-model tables, in the order the digest reads them. */
+export const PROJECTION_TABLES = ['users', 'certificates', 'crl_entries', 'audit_log', 'gateway', 'projection_checkpoint'];
+
+/** A digest of every read-model table: two builds of the read models are the same if their digests are. */
+export function projectionDigest(db: Database.Database): string {
+  const hash = createHash('sha256');
+  for (const table of PROJECTION_TABLES) {
+    hash.update(`\n#${table}\n`);
+    for (const row of db.prepare(`SELECT * FROM ${table} ORDER BY 1`).raw(true).iterate() as IterableIterator<unknown[]>) {
+      for (const cell of row) hash.update(Buffer.isBuffer(cell) ? `x${cell.toString('hex')}|` : `${typeof cell}:${String(cell)}|`);
+      hash.update('\n');
+    }
+  }
+  return hash.digest('hex');
 }
