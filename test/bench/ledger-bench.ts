@@ -31,6 +31,7 @@ import { openSqliteDatabase } from '../../adapters/sqlite/open-database.js';
 import { addDays, utcDateOf, type Traffic } from '../../domain/values.js';
 import { SqliteProjectionStore } from '../../projections/sqlite-projection-store.js';
 import { appendPlanned, planEvents, projectionDigest, ROUTE, SerialSource, type Plan, type ProfileRef } from './seeding.js';
+import { printTable, type Row } from './result-table.js';
 
 const DAY = 86_400_000;
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -81,7 +82,6 @@ function parseOptions(argv: readonly string[]): Options {
 
 // ---- small helpers -----------------------------------------------------------------------------
 
-
 const median = (xs: readonly number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
@@ -93,7 +93,6 @@ const int = (n: number): string => Math.round(n).toLocaleString('en-US');
 const log = (line: string): void => {
   process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${line}\n`);
 };
-
 
 // ---- running the CLI ---------------------------------------------------------------------------
 
@@ -217,8 +216,6 @@ class Series {
 
 // ---- seeding -----------------------------------------------------------------------------------
 
-
-
 interface SeedResult {
   readonly plan: Plan;
   readonly planMs: number;
@@ -264,7 +261,6 @@ async function seed(gw: Gateway, options: Options): Promise<SeedResult> {
 
 // ---- in-process rebuild --------------------------------------------------------------------------
 
-
 async function rebuildInProcess(
   gw: Gateway,
 ): Promise<{ ms: number; cpuMs: number; applied: number; head: bigint; identical: boolean; crlEntries: number }> {
@@ -296,24 +292,6 @@ async function rebuildInProcess(
 }
 
 // ---- the run -----------------------------------------------------------------------------------
-
-interface Row {
-  readonly measure: string;
-  readonly value: string;
-  readonly target: string;
-  readonly verdict: string;
-}
-
-function printTable(rows: readonly Row[]): void {
-  const header: Row = { measure: 'measure', value: 'value', target: 'target', verdict: 'pass/fail' };
-  const all = [header, ...rows];
-  const width = (k: keyof Row): number => all.reduce((w, r) => Math.max(w, r[k].length), 0);
-  const widths = { measure: width('measure'), value: width('value'), target: width('target') };
-  const line = (r: Row) => `${r.measure.padEnd(widths.measure)} | ${r.value.padEnd(widths.value)} | ${r.target.padEnd(widths.target)} | ${r.verdict}`;
-  console.log(line(header));
-  console.log(`${'-'.repeat(widths.measure)}-+-${'-'.repeat(widths.value)}-+-${'-'.repeat(widths.target)}-+-${'-'.repeat(9)}`);
-  for (const r of rows) console.log(line(r));
-}
 
 function writeEmailConf(gw: Gateway): void {
   mkdirSync(gw.outboxDir, { recursive: true, mode: 0o700 });

@@ -28,6 +28,7 @@ import { openSqliteDatabase } from '../../adapters/sqlite/open-database.js';
 import type { EventType } from '../../domain/events.js';
 import { addDays, endOfUtcDay, utcDateOf, type CalendarDate, type Traffic } from '../../domain/values.js';
 import { appendPlanned, mulberry32, SerialSource, type PlannedEvent as Planned } from './seeding.js';
+import { printTable, type Row } from './result-table.js';
 
 const DAY = 86_400_000;
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -71,7 +72,6 @@ function parseOptions(argv: readonly string[]): Options {
 
 // ---- small helpers (as in ledger-bench.ts) -----------------------------------------------------
 
-
 const median = (xs: readonly number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
@@ -83,7 +83,6 @@ const log = (line: string): void => {
   process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${line}\n`);
 };
 const loadAverage = (): string => loadavg().map((n) => n.toFixed(2)).join(' ');
-
 
 // ---- running the CLI ---------------------------------------------------------------------------
 
@@ -255,7 +254,6 @@ function planEvents(options: Options, existing: number, profileIdOf: (email: str
   return { events, due: dueSet.size, counts };
 }
 
-
 async function seed(gw: Gateway, options: Options, now: number): Promise<{ plan: Plan; appendMs: number; head: bigint }> {
   const db = openSqliteDatabase(gw.layout.database, { synchronous: 'OFF' });
   try {
@@ -284,24 +282,6 @@ async function seed(gw: Gateway, options: Options, now: number): Promise<{ plan:
 }
 
 // ---- the run -----------------------------------------------------------------------------------
-
-interface Row {
-  readonly measure: string;
-  readonly value: string;
-  readonly target: string;
-  readonly verdict: string;
-}
-
-function printTable(rows: readonly Row[]): void {
-  const header: Row = { measure: 'measure', value: 'value', target: 'target', verdict: 'pass/fail' };
-  const all = [header, ...rows];
-  const width = (k: keyof Row): number => all.reduce((w, r) => Math.max(w, r[k].length), 0);
-  const widths = { measure: width('measure'), value: width('value'), target: width('target') };
-  const line = (r: Row) => `${r.measure.padEnd(widths.measure)} | ${r.value.padEnd(widths.value)} | ${r.target.padEnd(widths.target)} | ${r.verdict}`;
-  console.log(line(header));
-  console.log(`${'-'.repeat(widths.measure)}-+-${'-'.repeat(widths.value)}-+-${'-'.repeat(widths.target)}-+-${'-'.repeat(9)}`);
-  for (const r of rows) console.log(line(r));
-}
 
 const renewedCount = (stdout: string): { renewed: number; failed: number; skipped: number } | undefined => {
   const m = /: (\d+) renewed, (\d+) failed, (\d+) skipped\./.exec(stdout);
