@@ -438,7 +438,8 @@ class ArchiveChecker {
         this.profiles++;
         if (!this.staging) return;
         const files = this.staging.files;
-        return files.write(layout!.profile(kind.profileId, kind.serial), data, MODE.secretFile, files.directory(layout!.profileDir(kind.profileId), MODE.privateDir));
+        files.directory(layout!.profileDir(kind.profileId), MODE.privateDir);
+        return files.write(layout!.profile(kind.profileId, kind.serial), data, MODE.secretFile);
       }
       case 'config': {
         if (kind.path === MEMBER.gatewayConf) {
