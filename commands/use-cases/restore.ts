@@ -342,7 +342,13 @@ class ArchiveChecker {
   onManifest(m: Manifest): void {
     this.manifest = m;
     const s = this.staging;
-    if (s && !s.spool) s.log = openStagingLog({ worker: s.worker, open: s.open, data: { stagingDir: s.dir, formatVersion: m.formatVersion } });
+    if (s && !s.spool) {
+      s.log = openStagingLog({
+        worker: s.worker,
+        open: s.open,
+        data: { stagingDir: s.dir, formatVersion: m.formatVersion, spoolPath: join(s.dir, 'events.ndjson.staging') },
+      });
+    }
   }
 
   /** events.ndjson's bytes as read: the staging store is filled from them while the lines are checked here. */

@@ -4,11 +4,11 @@
 // This is half of a restore's work (a million appends and a million projected events), so on a
 // gateway with more than one core it runs in a worker thread of its own (restore-staging-worker.ts)
 // while the main thread goes on reading and checking the archive. The worker gets the raw bytes
-// (cheap to hand over) and reads the lines again itself; everything it could refuse, the main
-// thread refuses first (readBackupArchive and the replay check every line), so the worker only
-// fails on a fault of its own, reported as such. Without a worker (tests, or a build without the
-// worker file) the same loader runs in the main thread.
-import { existsSync } from 'node:fs';
+// (through a spool file it follows) and reads the lines again itself; everything it could refuse,
+// the main thread refuses first (readBackupArchive and the replay check every line), so the worker
+// only fails on a fault of its own, reported as such. Without a worker (tests, or a build without
+// the worker file) the same loader runs in the main thread.
+import { closeSync, existsSync, openSync, rmSync, writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import * as E from 'fp-ts/lib/Either.js';
@@ -125,45 +125,47 @@ export function stagingLogHere(open: () => FreshLog, formatVersion: string): Sta
 export interface StagingWorkerData {
   readonly stagingDir: string;
   readonly formatVersion: string;
+  /** The file in the staging directory that events.ndjson's bytes are appended to as they are read; the worker follows it. */
+  readonly spoolPath: string;
 }
 
-export type StagingWorkerMessage =
-  | { readonly kind: 'ack'; readonly bytes: number }
-  | { readonly kind: 'done'; readonly events: number }
-  | { readonly kind: 'failed'; readonly message: string };
+/** To the worker: the spool has grown to `size` bytes; `end`: and that is all of it. */
+export type StagingWorkerRequest = { readonly kind: 'grown' | 'end'; readonly size: number };
 
-/** Bytes handed to the worker and not yet taken in at most; beyond that the reading waits. */
-const OUTSTANDING = 16 * 1024 * 1024;
-/** Bytes gathered before one message is posted. */
-const MESSAGE = 1024 * 1024;
+export type StagingWorkerMessage = { readonly kind: 'done'; readonly events: number } | { readonly kind: 'failed'; readonly message: string };
 
-/** The loader in a worker thread running `script` (restore-staging-worker.ts), over the store of `stagingDir`. */
+/** Bytes spooled between two messages telling the worker to read on. */
+const NOTIFY = 1024 * 1024;
+
+/**
+ * The loader in a worker thread running `script` (restore-staging-worker.ts), over the store of
+ * `stagingDir`. The bytes go through a file rather than messages so that the reading never waits
+ * for the worker: on two cores the worker is the slower of the two, and the reading thread goes
+ * on to check keys and profiles while the worker still appends and projects; holding the bytes in
+ * memory instead would cost what the archive holds (hundreds of MiB), a file only disk space, and
+ * it is read back from the page cache.
+ */
 export function stagingLogInWorker(script: URL, data: StagingWorkerData): StagingLog {
+  const fd = openSync(data.spoolPath, 'wx', 0o600);
+  let fdOpen = true;
+  const closeSpool = () => {
+    if (fdOpen) closeSync(fd);
+    fdOpen = false;
+  };
   const worker = new Worker(script, { workerData: data });
-  let outstanding = 0;
+  let size = 0;
+  let told = 0;
   let failure: Error | undefined;
   let finished = false;
-  let waiting: Array<() => void> = [];
-  let pending = new Uint8Array(MESSAGE);
-  let filled = 0;
-  const wake = () => {
-    const woken = waiting;
-    waiting = [];
-    for (const w of woken) w();
-  };
   let settle: { resolve: (events: number) => void; reject: (error: Error) => void } | undefined;
   const done = new Promise<number>((resolve, reject) => (settle = { resolve, reject }));
   done.catch(() => undefined);
   const fail = (error: Error) => {
     failure ??= error;
     settle!.reject(failure);
-    wake();
   };
   worker.on('message', (m: StagingWorkerMessage) => {
-    if (m.kind === 'ack') {
-      outstanding -= m.bytes;
-      wake();
-    } else if (m.kind === 'done') {
+    if (m.kind === 'done') {
       finished = true;
       settle!.resolve(m.events);
     } else {
@@ -177,43 +179,29 @@ export function stagingLogInWorker(script: URL, data: StagingWorkerData): Stagin
       resolve();
     }),
   );
-  const post = () => {
-    if (filled === 0) return;
-    const message = filled === pending.length ? pending : pending.slice(0, filled);
-    worker.postMessage({ kind: 'bytes', buffer: message.buffer }, [message.buffer]);
-    outstanding += filled;
-    pending = new Uint8Array(MESSAGE);
-    filled = 0;
+  const tell = (kind: StagingWorkerRequest['kind']) => {
+    worker.postMessage({ kind, size } satisfies StagingWorkerRequest);
+    told = size;
   };
   return {
     bytes(chunk) {
       if (failure) throw failure;
-      for (let at = 0; at < chunk.length; ) {
-        const n = Math.min(chunk.length - at, pending.length - filled);
-        pending.set(chunk.subarray(at, at + n), filled);
-        filled += n;
-        at += n;
-        if (filled === pending.length) post();
-      }
-      if (outstanding <= OUTSTANDING) return undefined;
-      return new Promise<void>((resolve, reject) => {
-        const check = () => {
-          if (failure) reject(failure);
-          else if (outstanding <= OUTSTANDING / 2) resolve();
-          else waiting.push(check);
-        };
-        check();
-      });
+      for (let at = 0; at < chunk.length; ) at += writeSync(fd, chunk, at, chunk.length - at);
+      size += chunk.length;
+      if (size - told >= NOTIFY) tell('grown');
+      return undefined;
     },
     async end() {
       if (failure) throw failure;
-      post();
-      worker.postMessage({ kind: 'end' });
+      closeSpool();
+      tell('end');
       const events = await done;
       await exited;
+      rmSync(data.spoolPath, { force: true });
       return events;
     },
     async abort() {
+      closeSpool();
       if (!finished) await worker.terminate();
       await exited;
     },
