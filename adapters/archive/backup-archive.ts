@@ -520,8 +520,11 @@ export interface BackupVisitor {
   /**
    * Each event line in order, parsed (not yet checked against its schema). May return a promise
    * (checks it runs in the background, when too many are in flight): the next line waits for it.
+   * Without it the lines are not read here at all, only hashed and handed to `eventBytes`: the
+   * visitor reads them itself (with an EventLineParser, perhaps in another thread) and reports
+   * what it finds from `eventsDone`.
    */
-  event(event: ArchivedEvent): void | Promise<void>;
+  event?(event: ArchivedEvent): void | Promise<void>;
   /**
    * Waits for the checks still running on the events handed over so far and rejects with the first
    * that failed; called before a problem found in a later line is reported, so that problems are
@@ -572,50 +575,71 @@ function describeReadError(error: unknown, path: string, inflated: boolean): Err
   }
 }
 
-type Line = { readonly line: string; readonly number: number } | { readonly error: string; readonly number: number };
-
 /**
- * Splits events.ndjson into lines, hashing every byte. A line that is too long or unterminated is
- * reported as an item rather than thrown, so the caller can still finish the hash first.
+ * events.ndjson's lines, cut from chunks of any size, each parsed and read as an event line of the
+ * archive's format: the one reading of those lines, whichever thread does it. A line longer than
+ * MAX_EVENT_LINE, one that is not JSON, one that is not an event line and bytes that end in the
+ * middle of a line are each refused with a BackupArchiveError naming the line.
  */
-async function* lines(body: AsyncIterable<Buffer>, hash: Hash, onChunk: ((chunk: Buffer) => void | Promise<void>) | undefined): AsyncGenerator<Line> {
-  let carry: Buffer[] = [];
-  let carried = 0;
-  let number = 0;
-  let skipping = false;
-  for await (const chunk of body) {
-    hash.update(chunk);
-    if (onChunk) {
-      const waiting = onChunk(chunk);
-      if (waiting) await waiting;
-    }
+export class EventLineParser {
+  private readonly format: FormatReader;
+  private carry: Buffer[] = [];
+  private carried = 0;
+  private number = 0;
+
+  constructor(formatVersion: string) {
+    const format = FORMATS[formatVersion];
+    if (!format) throw new BackupArchiveError(`backup format ${formatVersion} is not one this ovpn-ledger reads`);
+    this.format = format;
+  }
+
+  /**
+   * Hands `event` every event of the lines `chunk` completes, in order; at a line that is not one,
+   * throws (after every event before it was handed over). `chunk` may be reused afterwards.
+   */
+  push(chunk: Buffer, event: (e: ArchivedEvent) => void): void {
     let start = 0;
-    for (let nl = chunk.indexOf(0x0a, start); nl >= 0; nl = chunk.indexOf(0x0a, start)) {
-      const piece = chunk.subarray(start, nl);
+    for (let nl = chunk.indexOf(0x0a); nl >= 0; nl = chunk.indexOf(0x0a, start)) {
+      this.number++;
+      let text: string;
+      if (this.carried > 0) {
+        this.carry.push(chunk.subarray(start, nl));
+        const length = this.carried + nl - start;
+        if (length > MAX_EVENT_LINE) throw new BackupArchiveError(`events.ndjson line ${this.number} is longer than ${MAX_EVENT_LINE} bytes`);
+        text = Buffer.concat(this.carry, length).toString('utf8');
+        this.carry = [];
+        this.carried = 0;
+      } else {
+        if (nl - start > MAX_EVENT_LINE) throw new BackupArchiveError(`events.ndjson line ${this.number} is longer than ${MAX_EVENT_LINE} bytes`);
+        text = chunk.toString('utf8', start, nl);
+      }
       start = nl + 1;
-      number++;
-      if (skipping) {
-        skipping = false;
-        continue;
-      }
-      const line = carried > 0 ? Buffer.concat([...carry, piece]) : piece;
-      carry = [];
-      carried = 0;
-      if (line.length > MAX_EVENT_LINE) yield { error: `events.ndjson line ${number} is longer than ${MAX_EVENT_LINE} bytes`, number };
-      else yield { line: line.toString('utf8'), number };
+      event(this.read(text));
     }
-    if (start < chunk.length && !skipping) {
-      carry.push(chunk.subarray(start));
-      carried += chunk.length - start;
-      if (carried > MAX_EVENT_LINE) {
-        yield { error: `events.ndjson line ${number + 1} is longer than ${MAX_EVENT_LINE} bytes`, number: number + 1 };
-        carry = [];
-        carried = 0;
-        skipping = true;
-      }
+    if (start < chunk.length) {
+      // A copy: the caller may fill `chunk` again before the line ends.
+      this.carry.push(Buffer.from(chunk.subarray(start)));
+      this.carried += chunk.length - start;
+      if (this.carried > MAX_EVENT_LINE) throw new BackupArchiveError(`events.ndjson line ${this.number + 1} is longer than ${MAX_EVENT_LINE} bytes`);
     }
   }
-  if (carried > 0 || skipping) yield { error: `events.ndjson ends in the middle of line ${number + 1}: the archive is damaged`, number: number + 1 };
+
+  /** After the last chunk: throws when the bytes end in the middle of a line. */
+  end(): void {
+    if (this.carried > 0) throw new BackupArchiveError(`events.ndjson ends in the middle of line ${this.number + 1}: the archive is damaged`);
+  }
+
+  private read(text: string): ArchivedEvent {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      throw new BackupArchiveError(`events.ndjson line ${this.number} is not valid JSON: the archive is damaged`);
+    }
+    const parsed = this.format.readEventLine(raw);
+    if (!parsed.success) throw new BackupArchiveError(`events.ndjson line ${this.number} is not an event line: ${issuesOf(parsed.error)}`);
+    return parsed.data;
+  }
 }
 
 /**
@@ -650,7 +674,6 @@ export async function readBackupArchive(
   }
   try {
     let manifest: Manifest | undefined;
-    let format: FormatReader | undefined;
     let expected: Map<string, { size: number | undefined; sha256: string; index: number }> = new Map();
     const seen = new Set<string>();
     let next = 0;
@@ -662,7 +685,6 @@ export async function readBackupArchive(
           throw new BackupArchiveError(`the archive starts with ${entry.path}, not manifest.json: not an ovpn-ledger backup`);
         }
         manifest = parseManifest(await readBody(entry, MAX_MANIFEST));
-        format = FORMATS[manifest.formatVersion]!;
         expected = new Map(manifest.members.map((m, index) => [m.path, { size: m.size, sha256: m.sha256, index }]));
         visitor.manifest(manifest);
         continue;
@@ -693,7 +715,7 @@ export async function readBackupArchive(
         new BackupArchiveError(`${entry.path} does not match its SHA-256 in the manifest: the archive was altered or damaged`);
 
       if (kind.kind === 'events') {
-        await readEvents(entry, format!, visitor, listed.sha256, mismatch, options.onEvents);
+        await readEvents(entry, manifest.formatVersion, visitor, listed.sha256, mismatch, options.onEvents);
         await visitor.eventsDone();
         continue;
       }
@@ -720,16 +742,18 @@ export async function readBackupArchive(
  * Streams the events to the visitor. The first problem (a line that does not parse, or an event
  * the visitor refuses) stops the visitor but not the hashing: when the member does not match its
  * SHA-256 the archive was altered, and that is what the operator is told, whatever else is wrong.
+ * A visitor without `event` gets the bytes only (see BackupVisitor).
  */
 async function readEvents(
   entry: TarEntry,
-  format: FormatReader,
+  formatVersion: string,
   visitor: BackupVisitor,
   expectedSha256: string,
   mismatch: () => Error,
   onEvents: ((count: number) => void) | undefined,
 ): Promise<void> {
   const hash = createHash('sha256');
+  const parser = visitor.event ? new EventLineParser(formatVersion) : undefined;
   let count = 0;
   let problem: unknown;
   /** A problem of this line, unless the visitor's checks of an earlier one failed. */
@@ -741,36 +765,46 @@ async function readEvents(
     }
     return error;
   };
-  const forward = visitor.eventBytes?.bind(visitor);
-  for await (const item of lines(entry.body, hash, forward && ((chunk) => (problem === undefined ? forward(chunk) : undefined)))) {
+  /** The visitor's verdict on each event of a chunk, in order, then the chunk's own problem if any. */
+  const visit = async (events: readonly ArchivedEvent[], lineProblem: unknown): Promise<void> => {
+    for (const e of events) {
+      try {
+        const waiting = visitor.event!(e);
+        if (waiting) await waiting;
+      } catch (error) {
+        problem = error;
+        return;
+      }
+      count++;
+      if (onEvents && count % 10_000 === 0) onEvents(count);
+    }
+    if (lineProblem !== undefined) problem = await inOrder(lineProblem);
+  };
+  for await (const chunk of entry.body) {
+    hash.update(chunk);
     if (problem !== undefined) continue;
-    if ('error' in item) {
-      problem = await inOrder(new BackupArchiveError(item.error));
-      continue;
-    }
-    let raw: unknown;
-    try {
-      raw = JSON.parse(item.line);
-    } catch {
-      problem = await inOrder(new BackupArchiveError(`events.ndjson line ${item.number} is not valid JSON: the archive is damaged`));
-      continue;
-    }
-    const parsed = format.readEventLine(raw);
-    if (!parsed.success) {
-      problem = await inOrder(new BackupArchiveError(`events.ndjson line ${item.number} is not an event line: ${issuesOf(parsed.error)}`));
-      continue;
-    }
-    try {
-      const waiting = visitor.event(parsed.data);
+    if (visitor.eventBytes) {
+      const waiting = visitor.eventBytes(chunk);
       if (waiting) await waiting;
-    } catch (error) {
-      problem = error;
-      continue;
     }
-    count++;
-    if (onEvents && count % 10_000 === 0) onEvents(count);
+    if (!parser) continue;
+    const events: ArchivedEvent[] = [];
+    let lineProblem: unknown;
+    try {
+      parser.push(chunk, (e) => events.push(e));
+    } catch (error) {
+      lineProblem = error;
+    }
+    await visit(events, lineProblem);
   }
   if (hash.digest('hex') !== expectedSha256) throw mismatch();
+  if (parser && problem === undefined) {
+    try {
+      parser.end();
+    } catch (error) {
+      problem = await inOrder(error);
+    }
+  }
   if (problem !== undefined) throw problem;
-  onEvents?.(count);
+  if (parser) onEvents?.(count);
 }

@@ -3,7 +3,10 @@
 // built or bundled, at ./restore-staging-worker.js.
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
+import * as E from 'fp-ts/lib/Either.js';
+import { EventLineParser } from '../../adapters/archive/backup-archive.js';
 import { stateLayout } from '../../adapters/fs/state-layout.js';
+import { decodeStoredEvent, describeDecodeError } from '../../domain/upcasters.js';
 import { openFreshState } from '../../infra/composition-root.js';
 import { StagingLogLoader, type StagingWorkerData, type StagingWorkerMessage, type StagingWorkerRequest } from '../use-cases/staging-log.js';
 
@@ -12,11 +15,12 @@ if (!port) throw new Error('restore-staging-worker.js is a worker thread of ov_r
 const data = workerData as StagingWorkerData;
 const send = (m: StagingWorkerMessage) => port.postMessage(m);
 const fresh = openFreshState(stateLayout(data.stagingDir));
-// The loader copies what it keeps of a chunk, so one buffer serves every read.
+// The parser copies what it keeps of a chunk, so one buffer serves every read.
 const buffer = Buffer.allocUnsafe(1024 * 1024);
 let spool: number | undefined;
 let offset = 0;
 let loader: StagingLogLoader | undefined;
+let parser: EventLineParser | undefined;
 
 const stop = (failure?: unknown) => {
   loader = undefined;
@@ -29,22 +33,30 @@ const stop = (failure?: unknown) => {
 
 try {
   spool = openSync(data.spoolPath, 'r');
-  loader = new StagingLogLoader(fresh, data.formatVersion);
+  parser = new EventLineParser(data.formatVersion);
+  loader = new StagingLogLoader(fresh);
 } catch (error) {
   stop(error);
 }
 
 port.on('message', (m: StagingWorkerRequest) => {
-  if (!loader || spool === undefined) return;
+  if (!loader || !parser || spool === undefined) return;
+  const into = loader;
   try {
     while (offset < m.size) {
       const n = readSync(spool, buffer, 0, Math.min(buffer.length, m.size - offset), offset);
       if (n === 0) throw new Error(`the spool of events.ndjson ends at ${offset} bytes, not ${m.size}`);
-      loader.bytes(buffer.subarray(0, n));
       offset += n;
+      // The main thread checks every line; a line that fails here is this worker's fault, not the archive's.
+      parser.push(buffer.subarray(0, n), (e) => {
+        const decoded = decodeStoredEvent(e);
+        if (E.isLeft(decoded)) throw new Error(`event at position ${e.position}: ${describeDecodeError(decoded.left)}`);
+        into.add(e, decoded.right);
+      });
     }
     if (m.kind === 'grown') return;
-    const events = loader.end();
+    parser.end();
+    const events = into.end();
     send({ kind: 'done', events });
     stop();
   } catch (error) {

@@ -1,7 +1,10 @@
 // ov_restore: all or nothing. The archive is read once, start to end, and every check runs as it
 // streams by: the structure and every member's SHA-256 (adapters/archive), every event upcast and
-// replayed against the rules (log-replay.ts), every key against its certificate, every certificate
-// against the CA, every profile against its certificate, key, CA and tls-crypt key.
+// replayed against the rules (event-checks.ts, log-replay.ts), every certificate against the CA,
+// every key against its certificate, every profile against its certificate, key, CA and tls-crypt
+// key. The events are read (and stored) by staging-log.ts, in a worker thread for a real restore;
+// the keys and profiles, which come after them in the archive, are checked against what the events
+// said once they have all been read.
 //
 // Meanwhile a fresh state directory is built in a staging directory beside the target (same file
 // system): events appended in their order, keys and profiles written with their modes. Only when
@@ -24,14 +27,13 @@ import { basename, dirname, join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import * as E from 'fp-ts/lib/Either.js';
 import { LineSplitter } from '../../adapters/archive/line-splitter.js';
-import { certificateFacts, rsaPrivateKeyPublic, type RsaPublic } from '../../adapters/archive/certificate-facts.js';
+import { rsaPrivateKeyPublic } from '../../adapters/archive/certificate-facts.js';
 import {
   BackupArchiveError,
   eventLineReader,
   MEMBER,
   readBackupArchive,
   verifyFormatTable,
-  type ArchivedEvent,
   type ContentSummary,
   type Manifest,
   type MemberKind,
@@ -44,7 +46,6 @@ import { clientConfigDefault, clientConfigDir, renderClientConfigDefault, render
 import { readCrlNumber } from '../../adapters/pki/crl-encoder.js';
 import type { CrlPublication } from '../../adapters/pki/crl-publisher.js';
 import { planDns } from '../../domain/dns.js';
-import { CURRENT_SCHEMAS, type EventType } from '../../domain/events.js';
 import { vpcResolverOf } from '../../domain/networks.js';
 import { DEFAULT_DNS_SETTINGS, parseDnsConf, type DnsSettings } from '../../infra/config/dns-conf.js';
 import { parseGatewayConf, type GatewaySettings } from '../../infra/config/gateway-conf.js';
@@ -52,8 +53,9 @@ import { dnsConfPath, emailConfPath, gatewayConfPath } from '../../infra/config/
 import type { FreshState } from '../../infra/composition-root.js';
 import { EXIT, refused, type Failure } from '../failure.js';
 import { compactUtc } from './backup.js';
-import { HistoryError, LogReplay, type CertificateFact, type GatewayData, type NeededCertificate, type SummaryHeader } from './log-replay.js';
+import { HistoryError, type GatewayData, type NeededCertificate, type SummaryHeader } from './log-replay.js';
 import { openStagingLog, type StagingLog } from './staging-log.js';
+import { publicKeyId, rsaKeyId, type EventFacts } from './event-checks.js';
 
 export interface RestoreInput {
   readonly archivePath: string;
@@ -124,8 +126,6 @@ function block(profile: string, tag: string): string | undefined {
   const matches = [...profile.matchAll(new RegExp(`^<${tag}>\\n([\\s\\S]*?)\\n</${tag}>$`, 'gm'))];
   return matches.length === 1 ? matches[0]![1] : undefined;
 }
-
-const stripZeros = (hex: string) => hex.toLowerCase().replace(/^0+(?=.)/, '');
 
 /** Where the new state is built: a directory beside the target, and the store opened in it. */
 interface Staging {
@@ -203,47 +203,32 @@ function writeNew(path: string, data: Buffer, mode: number): void {
   }
 }
 
-/** A certificate whose signature is being checked on the thread pool; false or an error when it failed. */
-interface PendingSignature {
-  readonly serial: string;
-  readonly result: Promise<boolean | Error>;
-}
-
-/** Signature checks in flight at most; beyond that the reading waits for the older half. */
-const MAX_PENDING_SIGNATURES = 256;
-
 /** The visitor that checks everything and, unless this is a dry run, fills the staging directory. */
 class ArchiveChecker {
   manifest: Manifest | undefined;
-  readonly replay: LogReplay;
-  upcast = 0;
+  /** The log's facts, once events.ndjson was read through and passed. */
+  private events: EventFacts | undefined;
+  /** The events' reading and checking (and storing, unless a dry run), opened with the manifest. */
+  private log: StagingLog | undefined;
   settings: GatewaySettings | undefined;
   dns: DnsSettings | undefined;
   readonly config = new Map<string, Buffer>();
   clientKeys = 0;
   profiles = 0;
 
-  // Per certificate only digests (of its public key and its PEM), so a 100,000-profile log stays small.
-  private readonly certificates = new Map<string, { keyId: string; pemSha256: string; profileId: string }>();
-  private readonly caKeys = new Map<string, KeyObject>();
   private needed = new Map<string, NeededCertificate>();
   /** SHA-256 of each client key's PEM (trimmed), to find the same key inside its profile. */
   private readonly keyTexts = new Map<string, string>();
   private readonly profilesSeen = new Set<string>();
   private tlsCryptText: string | undefined;
   private membersChecked = 0;
-  /** In log order; `pendingHead` is the oldest not yet looked at. */
-  private pending: PendingSignature[] = [];
-  private pendingHead = 0;
   private readonly digests = new Map<string, string>();
   private readonly ensuredDirectories = new Set<string>();
 
   constructor(
     private readonly staging: Staging | undefined,
     private readonly onProgress: ((text: string) => void) | undefined,
-  ) {
-    this.replay = new LogReplay((c, gateway) => this.checkCertificate(c, gateway));
-  }
+  ) {}
 
   /** SHA-256 of text that every profile shares (the CA certificate, the tls-crypt key), computed once. */
   private digestOf(text: string): string {
@@ -255,86 +240,15 @@ class ArchiveChecker {
     return digest;
   }
 
-  /**
-   * Waits until at most `keep` signature checks are still running. The first one that failed
-   * (oldest first, as the events came) is thrown as a synchronous check would have thrown it.
-   */
-  private async settle(keep: number): Promise<void> {
-    while (this.pending.length - this.pendingHead > keep) {
-      const { serial, result } = this.pending[this.pendingHead]!;
-      const ok = await result;
-      this.pendingHead++;
-      if (ok instanceof Error) throw ok;
-      if (!ok) throw new HistoryError(`the certificate of serial ${serial} is not signed by the gateway's CA`);
-    }
-    if (this.pendingHead > 4096) {
-      this.pending = this.pending.slice(this.pendingHead);
-      this.pendingHead = 0;
-    }
-  }
-
-  /** Waits for every signature check of the events handed over so far; rejects with the first failure. */
-  drain(): Promise<void> {
-    return this.settle(0);
+  get facts(): EventFacts {
+    if (!this.events) throw new Error('internal error: the events were not read yet');
+    return this.events;
   }
 
   private get gateway(): GatewayData {
-    const g = this.replay.gateway;
+    const g = this.facts.gateway;
     if (!g) throw new ArchiveRejected('the event log has no GatewayInitialized event');
     return g;
-  }
-
-  private caKey(pem: string): KeyObject {
-    let key = this.caKeys.get(pem);
-    if (!key) {
-      key = new X509Certificate(pem).publicKey;
-      this.caKeys.set(pem, key);
-    }
-    return key;
-  }
-
-  private checkCertificate(c: CertificateFact, gateway: GatewayData): void {
-    const fail = (why: string): never => {
-      throw new HistoryError(`the certificate of serial ${c.serial} ${why}`);
-    };
-    const ca = this.caKey(gateway.caCertificatePem);
-    // The fast reader covers what certificates.ts issues; anything else goes through OpenSSL.
-    const facts = certificateFacts(c.pem);
-    let keyId: string;
-    if (facts) {
-      if (stripZeros(facts.serial) !== stripZeros(c.serial)) fail(`has serial ${facts.serial} inside`);
-      const wrong =
-        facts.commonName !== c.profileId
-          ? `is for ${facts.commonName ?? 'no common name'}, not profile ${c.profileId}`
-          : facts.isCa
-            ? 'is a CA certificate'
-            : facts.notAfter.toISOString() !== c.notAfter
-              ? `expires at ${facts.notAfter.toISOString()}, not ${c.notAfter} as recorded`
-              : undefined;
-      if (wrong !== undefined) {
-        // A certificate that fails here is named for its signature first, as it always was.
-        if (!facts.signedBy(ca)) fail("is not signed by the gateway's CA");
-        fail(wrong);
-      }
-      // The signature is checked on the thread pool; settle() reports a failure in log order.
-      const result = facts.signedByLater(ca).catch((error: unknown) => (error instanceof Error ? error : new Error(String(error))));
-      this.pending.push({ serial: c.serial, result });
-      keyId = facts.rsa ? rsaKeyId(facts.rsa) : publicKeyId(new X509Certificate(c.pem).publicKey);
-    } else {
-      let x: X509Certificate;
-      try {
-        x = new X509Certificate(c.pem);
-      } catch {
-        return fail('in the event log does not parse');
-      }
-      if (stripZeros(x.serialNumber) !== stripZeros(c.serial)) fail(`has serial ${x.serialNumber.toLowerCase()} inside`);
-      if (!x.verify(ca)) fail("is not signed by the gateway's CA");
-      if (x.subject !== `CN=${c.profileId}`) fail(`is for ${x.subject.replace(/\n/g, ', ')}, not profile ${c.profileId}`);
-      if (x.ca) fail('is a CA certificate');
-      if (new Date(x.validTo).toISOString() !== c.notAfter) fail(`expires at ${x.validTo}, not ${c.notAfter} as recorded`);
-      keyId = publicKeyId(x.publicKey);
-    }
-    this.certificates.set(c.serial, { keyId, pemSha256: sha256(c.pem.trim()), profileId: c.profileId });
   }
 
   // As a BackupVisitor ---------------------------------------------------------------------------
@@ -342,55 +256,42 @@ class ArchiveChecker {
   onManifest(m: Manifest): void {
     this.manifest = m;
     const s = this.staging;
-    if (s && !s.spool) {
-      s.log = openStagingLog({
-        worker: s.worker,
-        open: s.open,
-        data: { stagingDir: s.dir, formatVersion: m.formatVersion, spoolPath: join(s.dir, 'events.ndjson.staging') },
-      });
-    }
+    // A real restore into the embedded store fills the staging store as the events pass.
+    const store = s !== undefined && s.spool === undefined;
+    this.log = openStagingLog({
+      worker: s?.worker,
+      open: store ? s.open : undefined,
+      data: { stagingDir: s?.dir ?? '', formatVersion: m.formatVersion, asOf: m.createdAt, spoolPath: join(s?.dir ?? '', 'events.ndjson.staging') },
+      onCount: (count) => this.onProgress?.(`events checked: ${count}`),
+    });
+    if (s) s.log = this.log;
   }
 
-  /** events.ndjson's bytes as read: the staging store is filled from them while the lines are checked here. */
+  /** events.ndjson's bytes as read (its lines are read and checked by the staging log, perhaps in its worker). */
   eventBytes(chunk: Buffer): void | Promise<void> {
-    const s = this.staging;
-    if (s?.spool) return s.spool.write(chunk);
-    return s?.log?.bytes(chunk);
+    this.staging?.spool?.write(chunk);
+    return this.log!.bytes(chunk);
   }
 
-  event(e: ArchivedEvent): void | Promise<void> {
-    try {
-      this.replay.add(e);
-    } catch (error) {
-      // An earlier certificate whose signature is still being checked comes first, if it failed.
-      return this.settle(0).then(() => {
-        throw error;
-      });
-    }
-    const current = CURRENT_SCHEMAS[e.type as EventType];
-    if (current && e.schemaVersion < current.version) this.upcast++;
-    if (this.replay.count % 50_000 === 0) this.onProgress?.(`events checked: ${this.replay.count}`);
-    if (this.pending.length - this.pendingHead >= MAX_PENDING_SIGNATURES) return this.settle(MAX_PENDING_SIGNATURES / 2);
-  }
-
+  /** Once events.ndjson matched its SHA-256: the verdict on its events. */
   async eventsDone(): Promise<void> {
-    await this.settle(0);
-    this.onProgress?.(`events checked: ${this.replay.count}`);
+    const facts = await this.log!.facts();
+    this.events = facts;
     const s = this.staging;
-    if (s?.log) {
+    if (s && !s.spool) {
       // The staging store finishes (its last events, user rows, audit indexes) while the keys
       // and profiles are checked; awaited once they are.
-      s.logDone = s.log.end();
+      s.logDone = this.log!.stored();
       s.logDone.catch(() => undefined);
     }
     const m = this.manifest!;
-    if (this.replay.count !== m.eventCount) throw new ArchiveRejected(`events.ndjson holds ${this.replay.count} events, but the manifest says ${m.eventCount}`);
-    if (this.replay.lastPosition !== m.lastPosition) {
-      throw new ArchiveRejected(`the last event is at position ${this.replay.lastPosition}, but the manifest says ${m.lastPosition}`);
+    if (facts.count !== m.eventCount) throw new ArchiveRejected(`events.ndjson holds ${facts.count} events, but the manifest says ${m.eventCount}`);
+    if (facts.lastPosition !== m.lastPosition) {
+      throw new ArchiveRejected(`the last event is at position ${facts.lastPosition}, but the manifest says ${m.lastPosition}`);
     }
     void this.gateway;
     // What could still connect when the backup was taken: its keys and profiles must be here.
-    this.needed = new Map(this.replay.neededCertificates(m.createdAt).map((n) => [n.serial, n]));
+    this.needed = new Map(facts.needed.map((n) => [n.serial, n]));
   }
 
   private write(path: string, data: Buffer, mode: number): void {
@@ -413,7 +314,7 @@ class ArchiveChecker {
         return this.checkKey(kind.path, data, text, g);
       case 'client-key': {
         const need = this.needed.get(kind.serial);
-        const cert = this.certificates.get(kind.serial);
+        const cert = this.facts.certificates.get(kind.serial);
         if (!need || !cert) throw new ArchiveRejected(`${path} is not the key of a certificate that could still connect when the backup was taken`);
         if (privateKeyId(text, path) !== cert.keyId) throw new ArchiveRejected(`${path} is not the private key of certificate ${kind.serial}`);
         this.keyTexts.set(kind.serial, sha256(text.trim()));
@@ -422,7 +323,7 @@ class ArchiveChecker {
       }
       case 'profile': {
         const need = this.needed.get(kind.serial);
-        const cert = this.certificates.get(kind.serial);
+        const cert = this.facts.certificates.get(kind.serial);
         if (!need || !cert || cert.profileId !== kind.profileId) {
           throw new ArchiveRejected(`${path} is not the profile of a certificate of ${kind.profileId} that could still connect when the backup was taken`);
         }
@@ -497,7 +398,7 @@ class ArchiveChecker {
         if (!x.raw.equals(new X509Certificate(isCa ? g.caCertificatePem : g.serverCertificatePem).raw)) {
           throw new ArchiveRejected(`${path} is not the ${isCa ? 'CA' : 'server'} certificate the event log records`);
         }
-        if (!x.verify(this.caKey(g.caCertificatePem))) throw new ArchiveRejected(`${path} is not signed by the gateway's CA`);
+        if (!x.verify(new X509Certificate(g.caCertificatePem).publicKey)) throw new ArchiveRejected(`${path} is not signed by the gateway's CA`);
         if (layout) this.write(isCa ? layout.caCert : layout.serverCert, data, MODE.publicFile);
         return;
       }
@@ -509,7 +410,7 @@ class ArchiveChecker {
       case MEMBER.profileIdKey: {
         if (!/^[0-9a-f]{64}\n?$/.test(text)) throw new ArchiveRejected(`${path} is not a 256-bit hex key`);
         const key = Buffer.from(text.trim(), 'hex');
-        for (const p of this.replay.pairs()) {
+        for (const p of this.facts.pairs) {
           const id = `p${createHmac('sha256', key).update(`${p.email}\n${p.traffic}`).digest('hex').slice(0, 24)}`;
           if (id !== p.profileId) throw new ArchiveRejected(`${path} does not map ${p.email} (${p.traffic}) to its stream: it is not this gateway's key`);
         }
@@ -526,26 +427,14 @@ class ArchiveChecker {
       if (!this.keyTexts.has(n.serial)) throw new ArchiveRejected(`the private key of ${n.email} (${n.traffic}), serial ${n.serial}, is missing: the archive is incomplete`);
       if (!this.profilesSeen.has(n.serial)) throw new ArchiveRejected(`the profile of ${n.email} (${n.traffic}), serial ${n.serial}, is missing: the archive is incomplete`);
     }
-    const summary = this.replay.summary();
+    const summary = this.facts.summary;
+    if (!summary) throw new ArchiveRejected('the log has no GatewayInitialized event: there is no gateway to restore');
     const recorded = this.manifest?.summary;
     if (recorded && !isDeepStrictEqual(recorded, summary)) {
       throw new ArchiveRejected('the summary in the manifest differs from what the events say: the archive was altered or damaged');
     }
     return summary;
   }
-}
-
-/** Identifies a public key: RSA by modulus and exponent, anything else by its SPKI. */
-const rsaKeyId = (r: RsaPublic): string => `rsa:${sha256(`${r.n}:${r.e}`)}`;
-const hexOf = (base64url: string | undefined): string =>
-  Buffer.from(base64url ?? '', 'base64url').toString('hex').replace(/^(00)+(?=.)/, '').replace(/^0(?=.)/, '');
-
-function publicKeyId(key: KeyObject): string {
-  if (key.asymmetricKeyType === 'rsa') {
-    const jwk = key.export({ format: 'jwk' });
-    return rsaKeyId({ n: hexOf(jwk.n), e: hexOf(jwk.e) });
-  }
-  return `spki:${sha256(key.export({ type: 'spki', format: 'der' }))}`;
 }
 
 /**
@@ -751,8 +640,6 @@ export async function restoreBackup(
       archivePath,
       {
         manifest: (m) => checker.onManifest(m),
-        event: (e) => checker.event(e),
-        drain: () => checker.drain(),
         eventBytes: (chunk) => checker.eventBytes(chunk),
         eventsDone: () => checker.eventsDone(),
         member: (path, kind, data) => checker.member(path, kind, data),
@@ -769,7 +656,7 @@ export async function restoreBackup(
       ledgerVersion: manifest.ledgerVersion,
       lastPosition: manifest.lastPosition,
     };
-    const gateway = checker.replay.gateway!;
+    const gateway = checker.facts.gateway!;
     const result = {
       dryRun: input.dryRun,
       header,
@@ -780,7 +667,7 @@ export async function restoreBackup(
       serverConf: stateLayout(stateDir).serverConf,
       clientKeys: checker.clientKeys,
       profiles: checker.profiles,
-      upcast: checker.upcast,
+      upcast: checker.facts.upcast,
       remote: remote ? { target: remote.target, heldEvents: remoteHeld, appended: 0 } : undefined,
     };
     const replacing = config.filter((c) => c.action === 'replace');
@@ -837,7 +724,7 @@ export async function restoreBackup(
     const previousCrl = target === 'occupied' && existsSync(stateLayout(stateDir).crl) ? (readCrlNumber(readFileSync(stateLayout(stateDir).crl)) ?? 0n) : 0n;
     // 1.0 manifests carried no CRL number: every revocation and ov_init each published one, so
     // 1 + revocations is a number the old gateway had reached at least.
-    const backedUp = manifest.crlNumber ?? BigInt(1 + checker.replay.revocations);
+    const backedUp = manifest.crlNumber ?? BigInt(1 + checker.facts.revocations);
     const crl = fresh.crl.publish({ now, validityDays: settings.crlValidityDays, after: backedUp > previousCrl ? backedUp : previousCrl });
     // server.conf names the target's paths; DNS as dns.conf and the recorded VPC say (gateway-networks.ts).
     const dnsSettings = checker.dns ?? currentDnsSettings(configDir);
