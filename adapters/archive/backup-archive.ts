@@ -21,7 +21,7 @@
 //        `manifestSha256`, a SHA-256 of the manifest itself (computed with that field's value
 //        set to 64 zeros), so no byte of the archive goes unchecked. Revisions and positions are
 //        decimal strings, the store's convention for bigints.
-import { createHash, type Hash } from 'node:crypto';
+import { createHash, hash, type Hash } from 'node:crypto';
 import { closeSync, createReadStream, createWriteStream, fchmodSync, fsyncSync, openSync, rmSync } from 'node:fs';
 import { once } from 'node:events';
 import { Transform } from 'node:stream';
@@ -334,7 +334,7 @@ const SELF_CHECKSUM = /"manifestSha256":\s*"([0-9a-f]{64})"/g;
 const ZEROS = '0'.repeat(64);
 
 function sha256(data: Buffer | string): string {
-  return createHash('sha256').update(data).digest('hex');
+  return hash('sha256', data);
 }
 
 /** The manifest's own SHA-256: over its bytes with the manifestSha256 value replaced by zeros. */

@@ -7,7 +7,7 @@
 // What the checks of the other members (keys, profiles) need comes out as EventFacts: plain data,
 // so that it can cross from the worker thread that reads the events to the main thread that reads
 // the rest of the archive.
-import { createHash, X509Certificate, type KeyObject } from 'node:crypto';
+import { hash, X509Certificate, type KeyObject } from 'node:crypto';
 import type { ArchivedEvent, ContentSummary } from '../../adapters/archive/backup-archive.js';
 import { EventLineParser } from '../../adapters/archive/backup-archive.js';
 import { certificateFacts, type RsaPublic } from '../../adapters/archive/certificate-facts.js';
@@ -16,7 +16,7 @@ import { CURRENT_SCHEMAS, type EventType } from '../../domain/events.js';
 import type { Traffic } from '../../domain/values.js';
 import { HistoryError, LogReplay, type CertificateFact, type GatewayData, type NeededCertificate } from './log-replay.js';
 
-const sha256 = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex');
+const sha256 = (data: Buffer | string): string => hash('sha256', data);
 const stripZeros = (hex: string) => hex.toLowerCase().replace(/^0+(?=.)/, '');
 
 /** Identifies a public key: RSA by modulus and exponent, anything else by its SPKI. */

@@ -148,6 +148,18 @@ describe('a consistent archive that is not a working gateway is refused', () => 
     expect(await refusal(await forge(forged))).toContain(`${bobPath}: its <cert> is not the certificate of serial`);
   });
 
+  it('a profile with a block twice, or without one, or with a tls-crypt key that is not the gateway’s', async () => {
+    const list = copy();
+    const bob = issuedOf(list, 'bob@example.com', 'partial');
+    const bobPath = `profiles/${String(bob.data['profileId'])}/${serialOf(list, 'bob@example.com', 'partial')}.ovpn`;
+    const changed = (change: (profile: string) => string) => list.map(([p, d]): [string, Buffer] => [p, p === bobPath ? Buffer.from(change(d.toString())) : d]);
+    const caBlock = (profile: string) => /^<ca>\n[\s\S]*?\n<\/ca>\n/m.exec(profile)![0];
+    // Its own CA certificate twice: which one would OpenVPN take? Refused, not guessed.
+    expect(await refusal(await forge(changed((t) => `${t}${caBlock(t)}`)))).toContain(`${bobPath}: its <ca> is not the CA certificate of serial`);
+    expect(await refusal(await forge(changed((t) => t.replace(caBlock(t), ''))))).toContain(`${bobPath}: its <ca> is not the CA certificate of serial`);
+    expect(await refusal(await forge(changed((t) => t.replace(/^([0-9a-f]{32})$/m, 'f'.repeat(32)))))).toContain(`${bobPath}: its <tls-crypt> is not the tls-crypt of serial`);
+  });
+
   it('a profile or key missing for a certificate that could still connect', async () => {
     const list = copy();
     const serial = serialOf(list, 'alice@example.com', 'all');
