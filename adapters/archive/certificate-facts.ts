@@ -51,13 +51,11 @@ export interface CertificateFacts {
   readonly isCa: boolean;
   /** Modulus and exponent, hex, when the key is RSA. */
   readonly rsa: RsaPublic | undefined;
-  /** Checks the signature with the issuer's public key. */
+  /** Checks the signature (SHA-256 over `tbs`) with the issuer's public key. */
   signedBy(issuerKey: KeyObject): boolean;
-  /**
-   * The same check on libuv's thread pool (crypto.verify with a callback), so a restore checks
-   * the signatures of 100,000 certificates on every core while it goes on reading.
-   */
-  signedByLater(issuerKey: KeyObject): Promise<boolean>;
+  /** The signed part (TBSCertificate) and the signature, for a check elsewhere (SignatureThread). */
+  readonly tbs: Uint8Array;
+  readonly signature: Uint8Array;
 }
 
 export interface RsaPublic {
@@ -157,8 +155,8 @@ export function certificateFacts(pem: string): CertificateFacts | undefined {
       isCa,
       rsa: rsaFromSpki(spki),
       signedBy: (issuerKey) => verify('sha256', tbsBytes, issuerKey, signature),
-      signedByLater: (issuerKey) =>
-        new Promise((resolve, reject) => verify('sha256', tbsBytes, issuerKey, signature, (error, ok) => (error ? reject(error) : resolve(ok)))),
+      tbs: tbsBytes,
+      signature,
     };
   } catch {
     return undefined;

@@ -11,6 +11,7 @@ import { hash, X509Certificate, type KeyObject } from 'node:crypto';
 import type { ArchivedEvent, ContentSummary } from '../../adapters/archive/backup-archive.js';
 import { EventLineParser } from '../../adapters/archive/backup-archive.js';
 import { certificateFacts, type RsaPublic } from '../../adapters/archive/certificate-facts.js';
+import { SignatureThread } from '../../adapters/archive/signature-thread.js';
 import type { Envelope } from '../../domain/events.js';
 import { CURRENT_SCHEMAS, type EventType } from '../../domain/events.js';
 import type { Traffic } from '../../domain/values.js';
@@ -58,7 +59,7 @@ export interface EventFacts {
   readonly pairs: readonly { readonly email: string; readonly traffic: Traffic; readonly profileId: string }[];
 }
 
-/** A certificate whose signature is being checked on the thread pool; false or an error when it failed. */
+/** A certificate whose signature is being checked in the signature thread; false or an error when it failed. */
 interface PendingSignature {
   readonly serial: string;
   readonly result: Promise<boolean | Error>;
@@ -77,6 +78,7 @@ export class EventChecker {
   /** In log order; `pendingHead` is the oldest not yet looked at. */
   private pending: PendingSignature[] = [];
   private pendingHead = 0;
+  private readonly signatures = new SignatureThread();
 
   constructor() {
     this.replay = new LogReplay((c, gateway) => this.checkCertificate(c, gateway));
@@ -99,6 +101,11 @@ export class EventChecker {
   /** Waits for every signature check of the events so far; rejects with the first failure. */
   drain(): Promise<void> {
     return this.settle(0);
+  }
+
+  /** Stops the signature thread (after the last drain, or when giving up). */
+  close(): Promise<void> {
+    return this.signatures.close();
   }
 
   /** After the last event (and drain): what the other members are checked against, at `asOf` (when the backup was taken). */
@@ -128,6 +135,8 @@ export class EventChecker {
    * (oldest first, as the events came) is thrown as a synchronous check would have thrown it.
    */
   private async settle(keep: number): Promise<void> {
+    // The oldest may still be in the batch being gathered.
+    if (this.pending.length - this.pendingHead > keep) this.signatures.flush();
     while (this.pending.length - this.pendingHead > keep) {
       const { serial, result } = this.pending[this.pendingHead]!;
       const ok = await result;
@@ -173,9 +182,8 @@ export class EventChecker {
         if (!facts.signedBy(ca)) fail("is not signed by the gateway's CA");
         fail(wrong);
       }
-      // The signature is checked on the thread pool; settle() reports a failure in log order.
-      const result = facts.signedByLater(ca).catch((error: unknown) => (error instanceof Error ? error : new Error(String(error))));
-      this.pending.push({ serial: c.serial, result });
+      // The signature is checked in the signature thread; settle() reports a failure in log order.
+      this.pending.push({ serial: c.serial, result: this.signatures.check(facts.tbs, facts.signature, ca) });
       keyId = facts.rsa ? rsaKeyId(facts.rsa) : publicKeyId(new X509Certificate(c.pem).publicKey);
     } else {
       let x: X509Certificate;
@@ -258,8 +266,21 @@ export class EventStage {
     }
   }
 
+  /** Gives up: stops the signature thread. */
+  close(): Promise<void> {
+    return this.checker.close();
+  }
+
   /** After the last byte: every signature check waited for; the facts, or the first problem thrown. */
   async facts(asOf: string): Promise<EventFacts> {
+    try {
+      return await this.verdict(asOf);
+    } finally {
+      await this.checker.close();
+    }
+  }
+
+  private async verdict(asOf: string): Promise<EventFacts> {
     if (this.problem === undefined) {
       try {
         this.parser.end();

@@ -245,6 +245,11 @@ class ArchiveChecker {
     private readonly onProgress: ((text: string) => void) | undefined,
   ) {}
 
+  /** Gives up on the events (their threads stopped); nothing once they were read through. */
+  async close(): Promise<void> {
+    await this.log?.abort();
+  }
+
   get facts(): EventFacts {
     if (!this.events) throw new Error('internal error: the events were not read yet');
     return this.events;
@@ -620,6 +625,7 @@ export async function restoreBackup(
   if (remoteHeld && !input.dryRun) return nonEmpty();
 
   let staging: Staging | undefined;
+  let opened: ArchiveChecker | undefined;
   /** Events already in the server: from then on a failure must say so. */
   let appendedToRemote = 0;
   try {
@@ -644,6 +650,7 @@ export async function restoreBackup(
 
     // 1. Read and check everything, filling the staging directory as it goes.
     const checker = new ArchiveChecker(staging, input.onProgress);
+    opened = checker;
     const facts = await readBackupArchive(
       archivePath,
       {
@@ -807,6 +814,7 @@ export async function restoreBackup(
     }
     throw error;
   } finally {
+    await opened?.close();
     if (staging) {
       staging.spool?.close();
       await staging.log?.abort();

@@ -107,6 +107,7 @@ export function stagingLogHere(open: (() => FreshLog) | undefined, formatVersion
     },
     async abort() {
       close();
+      await stage.close();
     },
   };
 }

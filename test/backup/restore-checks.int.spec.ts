@@ -190,4 +190,16 @@ describe('a consistent archive that is not a working gateway is refused', () => 
 
     expect(await refusal(await forge(list, { eventCount: 12 }))).toContain('events.ndjson holds 11 events, but the manifest says 12');
   });
+
+  it('a certificate whose signature is not the CA’s, even though all it says is what the event records', async () => {
+    const list = copy();
+    const lines = events(list);
+    const bob = lines.find((l) => l.type === 'ProfileIssued' && l.data['email'] === 'bob@example.com')!;
+    const certificate = bob.data['certificate'] as { pem: string; serial: string };
+    // The last octet of the DER is the signature's: the certificate still reads the same.
+    const der = Buffer.from(certificate.pem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+    der[der.length - 1]! ^= 0x01;
+    certificate.pem = `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/.{64}/g, '$&\n').trim()}\n-----END CERTIFICATE-----\n`;
+    expect(await refusal(await forge(withEvents(list, lines)))).toContain(`the certificate of serial ${certificate.serial} is not signed by the gateway's CA`);
+  });
 });
