@@ -24,7 +24,7 @@
 //
 // --keep keeps the working directory; --reuse DIR measures again on a kept one without seeding.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
@@ -771,6 +771,11 @@ async function main(): Promise<number> {
     const restored = gatewayAt(target);
 
     // Cold caches are not what an operator meets right after using the gateway; warm them alike.
+    // Each measured command starts with nothing of the one before waiting to be written back
+    // (the backup's 400 MiB archive, the dry run's reads): otherwise a command pays for the
+    // previous one's writeback, which on this VM slowed the restore by up to 10 s.
+    const settleDisk = () => spawnSync('sync', [], { stdio: 'ignore' });
+    settleDisk();
     log('ov_backup');
     const backup = await cli(source, 'ov_backup', ['--output-dir', backups]);
     rows.push(timed('ov_backup --output-dir', backup));
@@ -780,12 +785,14 @@ async function main(): Promise<number> {
     const archive = join(backups, archives[0]!);
     notes.push(`archive: ${(statSync(archive).size / MIB).toFixed(1)} MiB; ${/^Backup written to .*$/m.exec(backup.stdout)?.[0] ?? ''}`);
 
+    settleDisk();
     log('ov_restore --dry-run');
     const dry = await cli(restored, 'ov_restore', ['--dry-run', archive]);
     rows.push(timed('ov_restore --dry-run', dry));
     if (dry.code !== 0) throw new Error(`ov_restore --dry-run exited ${String(dry.code)}:\n${dry.stdout}\n${dry.stderr}`);
     const wroteNothing = !existsSync(restored.stateDir) && !existsSync(restored.configDir);
 
+    settleDisk();
     log('ov_restore');
     const restore = await cli(restored, 'ov_restore', [archive]);
     rows.push(timed('ov_restore (into a fresh OVL_STATE_DIR)', restore));
