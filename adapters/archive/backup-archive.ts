@@ -294,21 +294,6 @@ const FORMATS: Readonly<Record<string, FormatReader>> = {
 
 export const KNOWN_FORMAT_VERSIONS: readonly string[] = Object.keys(FORMATS);
 
-/**
- * How an events.ndjson line of this format version reads (JSON already parsed), for a second
- * reader of lines that readBackupArchive has checked (ov_restore's staging store); throws on a
- * line that is not one.
- */
-export function eventLineReader(formatVersion: string): (raw: unknown) => ArchivedEvent {
-  const format = FORMATS[formatVersion];
-  if (!format) throw new BackupArchiveError(`backup format ${formatVersion} is not one this ovpn-ledger reads`);
-  return (raw) => {
-    const parsed = format.readEventLine(raw);
-    if (!parsed.success) throw new BackupArchiveError(`an events.ndjson line is not an event line: ${issuesOf(parsed.error)}`);
-    return parsed.data;
-  };
-}
-
 /** Start-up check, like the upcaster chain's: the current format is readable and versions are x.y. */
 export function verifyFormatTable(): void {
   if (!FORMATS[CURRENT_FORMAT_VERSION]) throw new Error(`backup format ${CURRENT_FORMAT_VERSION} has no reader`);

@@ -26,11 +26,11 @@ import { closeSync, copyFileSync, existsSync, fchmodSync, lstatSync, mkdirSync, 
 import { basename, dirname, join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import * as E from 'fp-ts/lib/Either.js';
-import { LineSplitter } from '../../adapters/archive/line-splitter.js';
 import { rsaPrivateKeyPublic } from '../../adapters/archive/certificate-facts.js';
 import {
   BackupArchiveError,
-  eventLineReader,
+  EventLineParser,
+  type ArchivedEvent,
   MEMBER,
   readBackupArchive,
   verifyFormatTable,
@@ -147,8 +147,6 @@ function profileBlocks(profile: string): Record<ProfileBlockTag, string | undefi
 interface Staging {
   readonly dir: string;
   readonly layout: StateLayout;
-  /** The event log and read models, filled (in a worker thread when there is one) as events.ndjson is read; opened with the manifest. */
-  log: StagingLog | undefined;
   /** Resolves with the number of events once the log is appended and projected and its store closed. */
   logDone: Promise<number> | undefined;
   /** The client keys and profiles, written while the archive is still being read. */
@@ -190,20 +188,20 @@ class EventSpool {
   }
 }
 
-/** The event lines of a spooled events.ndjson, in order, read in 1 MiB blocks. */
-function* spooledLines(path: string): Generator<string> {
+/** The events of a spooled events.ndjson (checked already), in order, read in 1 MiB blocks. */
+function* spooledEvents(path: string, formatVersion: string): Generator<ArchivedEvent> {
   const fd = openSync(path, 'r');
   try {
     const buffer = Buffer.allocUnsafe(1 << 20);
-    const splitter = new LineSplitter();
+    const parser = new EventLineParser(formatVersion);
     for (;;) {
       const n = readSync(fd, buffer, 0, buffer.length, null);
       if (n === 0) break;
-      const lines: string[] = [];
-      splitter.push(buffer.subarray(0, n), (line) => lines.push(line));
-      yield* lines;
+      const events: ArchivedEvent[] = [];
+      parser.push(buffer.subarray(0, n), (e) => events.push(e));
+      yield* events;
     }
-    splitter.end('events.ndjson');
+    parser.end();
   } finally {
     closeSync(fd);
   }
@@ -245,7 +243,7 @@ class ArchiveChecker {
     private readonly onProgress: ((text: string) => void) | undefined,
   ) {}
 
-  /** Gives up on the events (their threads stopped); nothing once they were read through. */
+  /** Gives up on the events: their threads stopped, the staging store closed (nothing left to do once they were read through). */
   async close(): Promise<void> {
     await this.log?.abort();
   }
@@ -274,7 +272,6 @@ class ArchiveChecker {
       data: { stagingDir: s?.dir ?? '', formatVersion: m.formatVersion, asOf: m.createdAt, spoolPath: join(s?.dir ?? '', 'events.ndjson.staging') },
       onCount: (count) => this.onProgress?.(`events checked: ${count}`),
     });
-    if (s) s.log = this.log;
   }
 
   /** events.ndjson's bytes as read (its lines are read and checked by the staging log, perhaps in its worker). */
@@ -532,7 +529,6 @@ async function appendToRemote(
   stateDir: string,
   onProgress: ((text: string) => void) | undefined,
 ): Promise<E.Either<Failure, number>> {
-  const readLine = eventLineReader(formatVersion);
   let written = 0;
   let last: { streamId: string; revision: bigint } | undefined;
   let batch: { streamId: string; first: bigint; events: NewEvent[] } | undefined;
@@ -552,8 +548,7 @@ async function appendToRemote(
     last = { streamId, revision: first + BigInt(events.length - 1) };
   };
   try {
-    for (const line of spooledLines(spool)) {
-      const e = readLine(JSON.parse(line));
+    for (const e of spooledEvents(spool, formatVersion)) {
       const event: NewEvent = { type: e.type, schemaVersion: e.schemaVersion, data: e.data, metadata: e.metadata };
       if (batch && batch.streamId === e.streamId && batch.events.length < APPEND_BATCH && e.revision === batch.first + BigInt(batch.events.length)) {
         batch.events.push(event);
@@ -638,7 +633,6 @@ export async function restoreBackup(
       staging = {
         dir,
         layout,
-        log: undefined,
         logDone: undefined,
         files: new BackgroundFiles(dir),
         fresh: undefined,
@@ -817,7 +811,6 @@ export async function restoreBackup(
     await opened?.close();
     if (staging) {
       staging.spool?.close();
-      await staging.log?.abort();
       staging.fresh?.close();
       await staging.files.settled();
       rmSync(staging.dir, { recursive: true, force: true });
