@@ -25,26 +25,33 @@ export function auditRecordOf(event: Envelope): AuditRecord {
 
 function detailsOf(event: LedgerEvent): Record<string, unknown> {
   switch (event.type) {
-    case 'ProfileIssued': {
-      const { certificate, ...rest } = event.data;
-      return { ...rest, serial: certificate.serial, notAfter: certificate.notAfter };
-    }
+    case 'ProfileIssued':
     case 'ProfileRenewed':
     case 'RenewalCertificateIssued': {
-      const { certificate, ...rest } = event.data;
-      return { ...rest, serial: certificate.serial, notAfter: certificate.notAfter };
+      const details = without(event.data, 'certificate');
+      details['serial'] = event.data.certificate.serial;
+      details['notAfter'] = event.data.certificate.notAfter;
+      return details;
     }
-    case 'GatewayInitialized': {
-      const { caCertificatePem: _ca, serverCertificatePem: _server, ...rest } = event.data;
-      return rest;
-    }
-    case 'ServerCertificateRenewed': {
-      const { serverCertificatePem: _pem, ...rest } = event.data;
-      return rest;
-    }
+    case 'GatewayInitialized':
+      return without(event.data, 'caCertificatePem', 'serverCertificatePem');
+    case 'ServerCertificateRenewed':
+      return without(event.data, 'serverCertificatePem');
     default:
-      return { ...event.data };
+      // Read only, like the rest of the record: no copy needed.
+      return event.data;
   }
+}
+
+/**
+ * A copy of `data` without `omitted`, keys in their order. A loop rather than a rest pattern
+ * (`const { certificate, ...rest } = data`), which Node 20's V8 runs on a slow path: a whole-log
+ * pass makes one record per event.
+ */
+function without(data: object, ...omitted: string[]): Record<string, unknown> {
+  const copy: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(data)) if (!omitted.includes(key)) copy[key] = value;
+  return copy;
 }
 
 /** One line of what changed, for the text view of `--history`. */
