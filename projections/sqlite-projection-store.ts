@@ -374,7 +374,7 @@ export class SqliteProjectionStore {
       finish: () => {
         this.db
           .transaction(() => {
-            this.writeUsers(users);
+            this.writeUsers(users, true);
             for (const index of AUDIT_INDEXES) this.db.exec(index.create);
             if (last > 0n) this.stmt.setCheckpoint.run(last.toString());
           })

@@ -205,6 +205,11 @@ export interface ArchivedEvent {
   readonly schemaVersion: number;
   readonly data: unknown;
   readonly metadata: unknown;
+  /**
+   * data and metadata as JSON text, cut from the line (EventLineParser with `keepJson`, for lines
+   * laid out as eventLine writes them): what a store writes without serialising them again.
+   */
+  readonly json?: { readonly data: string; readonly metadata: string };
 }
 
 interface FormatReader {
@@ -568,14 +573,17 @@ function describeReadError(error: unknown, path: string, inflated: boolean): Err
  */
 export class EventLineParser {
   private readonly format: FormatReader;
+  private readonly keepJson: boolean;
   private carry: Buffer[] = [];
   private carried = 0;
   private number = 0;
 
-  constructor(formatVersion: string) {
+  /** `keepJson`: also hand over data and metadata as the line's JSON text, where it can be cut out (see jsonOfLine). */
+  constructor(formatVersion: string, options: { keepJson?: boolean } = {}) {
     const format = FORMATS[formatVersion];
     if (!format) throw new BackupArchiveError(`backup format ${formatVersion} is not one this ovpn-ledger reads`);
     this.format = format;
+    this.keepJson = options.keepJson === true;
   }
 
   /**
@@ -623,8 +631,52 @@ export class EventLineParser {
     }
     const parsed = this.format.readEventLine(raw);
     if (!parsed.success) throw new BackupArchiveError(`events.ndjson line ${this.number} is not an event line: ${issuesOf(parsed.error)}`);
-    return parsed.data;
+    if (!this.keepJson) return parsed.data;
+    const e = parsed.data;
+    const json = jsonOfLine(text, e);
+    if (!json) return e;
+    return { streamId: e.streamId, revision: e.revision, position: e.position, type: e.type, schemaVersion: e.schemaVersion, data: e.data, metadata: e.metadata, json };
   }
+}
+
+/**
+ * data and metadata of `e` as JSON text, when `line` (valid JSON, read as `e`) is exactly what
+ * eventLine makes of `e` except perhaps for data's own text: then that text is the member between
+ * the fixed start and end, provided it is one object (a line with "data" twice would otherwise
+ * slip the first one in; JSON.parse keeps the last). Cutting it out instead of serialising the
+ * parsed value again saves a restore about 3 µs per event. Undefined for any other line.
+ */
+export function jsonOfLine(line: string, e: ArchivedEvent): { data: string; metadata: string } | undefined {
+  const metadata = JSON.stringify(e.metadata);
+  const head = `{"stream":${JSON.stringify(e.streamId)},"revision":"${e.revision}","type":${JSON.stringify(e.type)},"schemaVersion":${e.schemaVersion},"data":`;
+  const tail = `,"metadata":${metadata},"position":"${e.position}"}`;
+  const end = line.length - tail.length;
+  if (end <= head.length || !line.startsWith(head) || !line.endsWith(tail) || !isOneObject(line, head.length, end)) return undefined;
+  return { data: line.slice(head.length, end), metadata };
+}
+
+/** Whether `text` from `start` to `end` is one JSON object, `text` being valid JSON: its first brace closes at `end`. */
+function isOneObject(text: string, start: number, end: number): boolean {
+  if (text.charCodeAt(start) !== 0x7b) return false;
+  let depth = 0;
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // To the closing quote: one not escaped, i.e. after an even number of backslashes.
+      for (;;) {
+        i = text.indexOf('"', i + 1);
+        if (i < 0 || i >= end) return false;
+        let backslashes = 0;
+        while (text.charCodeAt(i - 1 - backslashes) === 0x5c) backslashes++;
+        if (backslashes % 2 === 0) break;
+      }
+    } else if (c === 0x7b || c === 0x5b) depth++;
+    else if (c === 0x7d || c === 0x5d) {
+      depth--;
+      if (depth === 0) return i === end - 1;
+    }
+  }
+  return false;
 }
 
 /**

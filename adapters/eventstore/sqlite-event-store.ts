@@ -26,6 +26,8 @@ export interface SqliteEventStoreOptions {
 export interface LoadedEvent extends NewEvent {
   readonly streamId: string;
   readonly revision: bigint;
+  /** data and metadata already as JSON text (as an archive line held them), stored as they are. */
+  readonly json?: { readonly data: string; readonly metadata: string } | undefined;
 }
 
 export interface BulkLoader {
@@ -166,7 +168,7 @@ export class SqliteEventStore implements EventStore {
     this.guard(() => this.db.exec('DROP INDEX IF EXISTS events_by_stream_revision'));
     const load = this.db.transaction((events: readonly LoadedEvent[]) =>
       events.map((e) => {
-        const s = serialiseEvent(e);
+        const s = e.json ? { type: e.type, schemaVersion: e.schemaVersion, data: e.json.data, metadata: e.json.metadata } : serialiseEvent(e);
         return BigInt(this.insertStmt.run(e.streamId, e.revision, s.type, s.schemaVersion, s.data, s.metadata).lastInsertRowid);
       }),
     );

@@ -1,7 +1,7 @@
 // Not a command: the worker thread in which ov_restore fills its staging store (see
 // commands/use-cases/staging-log.ts). It sits beside the commands so that ov_restore finds it,
 // built or bundled, at ./restore-staging-worker.js.
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import * as E from 'fp-ts/lib/Either.js';
 import { EventLineParser } from '../../adapters/archive/backup-archive.js';
@@ -22,6 +22,20 @@ let offset = 0;
 let loader: StagingLogLoader | undefined;
 let parser: EventLineParser | undefined;
 
+/**
+ * The store's file is most of what ov_restore flushes before it swaps the staging directory in;
+ * flushed here, while the main thread still checks keys and profiles, that last flush has little
+ * left to write.
+ */
+const flushToDisk = (file: string) => {
+  const fd = openSync(file, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+};
+
 const stop = (failure?: unknown) => {
   loader = undefined;
   if (spool !== undefined) closeSync(spool);
@@ -33,7 +47,7 @@ const stop = (failure?: unknown) => {
 
 try {
   spool = openSync(data.spoolPath, 'r');
-  parser = new EventLineParser(data.formatVersion);
+  parser = new EventLineParser(data.formatVersion, { keepJson: true });
   loader = new StagingLogLoader(fresh);
 } catch (error) {
   stop(error);
@@ -57,6 +71,8 @@ port.on('message', (m: StagingWorkerRequest) => {
     if (m.kind === 'grown') return;
     parser.end();
     const events = into.end();
+    fresh.close();
+    flushToDisk(stateLayout(data.stagingDir).database);
     send({ kind: 'done', events });
     stop();
   } catch (error) {

@@ -272,6 +272,20 @@ describe('ov_backup and ov_restore (built CLI, real OpenVPN in a namespace)', ()
     }
   });
 
+  it('then its event log is the source\'s, event for event and byte for byte (data and metadata as they were stored)', () => {
+    const log = (state: string) => {
+      const db = new Database(join(state, 'ledger.sqlite'), { readonly: true });
+      try {
+        return db.prepare('SELECT position, stream_id, revision, type, schema_version, data, metadata FROM events ORDER BY position').all();
+      } finally {
+        db.close();
+      }
+    };
+    const before = log(source.state);
+    expect(before).toHaveLength(10);
+    expect(log(restored.state)).toEqual(before);
+  });
+
   it('then the CRL has the same serials, verifies against the restored CA, and its number went up', () => {
     const before = crlFacts(join(source.state, 'openvpn', 'crl.pem'));
     const after = crlFacts(join(restored.state, 'openvpn', 'crl.pem'));

@@ -1,0 +1,73 @@
+// A restore's staging store writes data and metadata as the archive line holds them, cut out of
+// the line instead of serialised again: pinned here is that what is cut out is exactly the event's
+// data, and that any line it cannot be sure of is left to serialisation.
+import { describe, expect, it } from 'vitest';
+import { EventLineParser, eventLine, jsonOfLine, type ArchivedEvent } from '../../adapters/archive/backup-archive.js';
+
+const event = (data: unknown, metadata: unknown = { actor: 'ops', at: '2026-01-02T03:04:05.000Z' }): ArchivedEvent => ({
+  streamId: 'profile-p0123456789abcdef01234567',
+  revision: 4n,
+  position: 17n,
+  type: 'ProfileIssued',
+  schemaVersion: 2,
+  data,
+  metadata,
+});
+
+const readKeepingJson = (text: string): ArchivedEvent[] => {
+  const parser = new EventLineParser('1.1', { keepJson: true });
+  const events: ArchivedEvent[] = [];
+  parser.push(Buffer.from(`${text}\n`, 'utf8'), (e) => events.push(e));
+  parser.end();
+  return events;
+};
+
+describe('data and metadata as JSON text cut from an event line', () => {
+  it('given a line as ov_backup writes it, then the text cut out is the serialised data and metadata', () => {
+    const data = {
+      email: 'a"b@example.com',
+      nested: { metadata: { position: '1' }, list: [1, { a: '}]"{' }], back: 'ends in \\' },
+      pem: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n',
+      name: 'Spärck Jones ✓',
+    };
+    const e = event(data);
+    const [read] = readKeepingJson(eventLine(e));
+    expect(read!.json).toEqual({ data: JSON.stringify(data), metadata: JSON.stringify(e.metadata) });
+    expect(JSON.parse(read!.json!.data)).toEqual(read!.data);
+  });
+
+  it('given a line that names "data" twice, then nothing is cut out and the value JSON.parse kept is what is stored', () => {
+    const e = event({ b: 2 });
+    const forged = eventLine(e).replace('"data":{"b":2}', '"data":{"a":1},"metadata":{},"position":"3","data":{"b":2}');
+    expect(JSON.parse(forged).data).toEqual({ b: 2 });
+    expect(jsonOfLine(forged, e)).toBeUndefined();
+    const [read] = readKeepingJson(forged);
+    expect(read!.data).toEqual({ b: 2 });
+    expect(read!.json).toBeUndefined();
+  });
+
+  it('given a line laid out otherwise (spaces, another key order, a schema version written as 2.0), then nothing is cut out', () => {
+    const e = event({ a: 1 });
+    const spaced = JSON.stringify(JSON.parse(eventLine(e)), null, 1).replace(/\n/g, '');
+    const { position, ...rest } = JSON.parse(eventLine(e)) as Record<string, unknown>;
+    const reordered = JSON.stringify({ position, ...rest });
+    const numbered = eventLine(e).replace('"schemaVersion":2,', '"schemaVersion":2.0,');
+    for (const text of [spaced, reordered, numbered]) {
+      const [read] = readKeepingJson(text);
+      expect(read!.data).toEqual({ a: 1 });
+      expect(read!.json).toBeUndefined();
+    }
+  });
+
+  it('given data that is not an object, then nothing is cut out', () => {
+    const e = event([1, 2]);
+    expect(jsonOfLine(eventLine(e), e)).toBeUndefined();
+  });
+
+  it('given a parser without keepJson, then events carry no JSON text', () => {
+    const parser = new EventLineParser('1.1');
+    const events: ArchivedEvent[] = [];
+    parser.push(Buffer.from(`${eventLine(event({ a: 1 }))}\n`), (x) => events.push(x));
+    expect(events[0]!.json).toBeUndefined();
+  });
+});
