@@ -101,27 +101,40 @@ export function encodeHeader(entry: TarEntryHeader): Buffer {
   return block;
 }
 
+// The two readers below run on every header of a restore (some 200,000 members): they walk the
+// bytes in place rather than cut views, regular expressions and callbacks out of them.
+
 /** A NUL-terminated text field; every byte after the terminator must be NUL too. */
 function readString(block: Buffer, offset: number, length: number, field: string, at: number): string {
-  const raw = block.subarray(offset, offset + length);
-  const end = raw.indexOf(0);
-  const text = end < 0 ? raw : raw.subarray(0, end);
-  if (end >= 0 && raw.subarray(end).some((b) => b !== 0)) {
-    throw new TarFormatError(`tar header at offset ${at}: the ${field} field has bytes after its terminator`);
+  const limit = offset + length;
+  let end = offset;
+  let ascii = true;
+  for (; end < limit && block[end] !== 0; end++) if (block[end]! > 0x7f) ascii = false;
+  for (let i = end; i < limit; i++) {
+    if (block[i] !== 0) throw new TarFormatError(`tar header at offset ${at}: the ${field} field has bytes after its terminator`);
   }
-  const value = text.toString('utf8');
-  if (Buffer.byteLength(value) !== text.length) throw new TarFormatError(`tar header at offset ${at}: the ${field} field is not valid UTF-8`);
+  if (ascii) return block.toString('latin1', offset, end);
+  const value = block.toString('utf8', offset, end);
+  if (Buffer.byteLength(value) !== end - offset) throw new TarFormatError(`tar header at offset ${at}: the ${field} field is not valid UTF-8`);
   return value;
 }
 
+const SPACE = 0x20;
+const DIGIT_0 = 0x30;
+const DIGIT_7 = 0x37;
+
 /** An octal field: digits, then NULs or spaces to the end (leading spaces allowed, as old tars wrote). */
 function readOctal(block: Buffer, offset: number, length: number, field: string, at: number): number {
-  const raw = block.subarray(offset, offset + length);
-  if ((raw[0]! & 0x80) !== 0) throw new TarFormatError(`tar header at offset ${at}: the ${field} field uses base-256, which this reader does not accept`);
-  const text = raw.toString('latin1');
-  const m = /^ *([0-7]+)[ \0]*$/.exec(text);
-  if (!m?.[1]) throw new TarFormatError(`tar header at offset ${at}: the ${field} field is not an octal number`);
-  const value = parseInt(m[1], 8);
+  const limit = offset + length;
+  if ((block[offset]! & 0x80) !== 0) throw new TarFormatError(`tar header at offset ${at}: the ${field} field uses base-256, which this reader does not accept`);
+  let i = offset;
+  while (i < limit && block[i] === SPACE) i++;
+  const first = i;
+  let value = 0;
+  for (; i < limit && block[i]! >= DIGIT_0 && block[i]! <= DIGIT_7; i++) value = value * 8 + (block[i]! - DIGIT_0);
+  const digits = i - first;
+  while (i < limit && (block[i] === SPACE || block[i] === 0)) i++;
+  if (digits === 0 || i !== limit) throw new TarFormatError(`tar header at offset ${at}: the ${field} field is not an octal number`);
   if (!Number.isSafeInteger(value)) throw new TarFormatError(`tar header at offset ${at}: the ${field} field is too large`);
   return value;
 }
