@@ -44,3 +44,35 @@ export function projectEvent(
   }
   for (const entry of crlEntriesFrom(profileEvent)) sink.crlEntry(entry);
 }
+
+/** The values of a users table row, in the order of its columns (stream_id … row). */
+export const USER_COLUMN_COUNT = 13;
+
+export function userColumns(streamId: string, row: UserRow): unknown[] {
+  return [
+    streamId,
+    row.profileId,
+    row.email,
+    row.traffic,
+    row.status,
+    row.expirationDate,
+    row.firstName,
+    row.lastName,
+    row.createdAt,
+    row.autoRenew ? 1 : 0,
+    row.currentSerial,
+    row.renewals,
+    JSON.stringify(row),
+  ];
+}
+
+/**
+ * The rows of `users`, USER_COLUMN_COUNT values each, flat, in stream id order (so that a table
+ * filled from them builds its primary key by appending). Streams without a row are left out.
+ */
+export function sortedUserColumns(users: ReadonlyMap<string, UserRow | undefined>): unknown[] {
+  const out: unknown[] = [];
+  const entries = [...users].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  for (const [streamId, row] of entries) if (row) out.push(...userColumns(streamId, row));
+  return out;
+}

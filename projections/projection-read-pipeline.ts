@@ -36,7 +36,10 @@ export interface ProjectedPage {
 
 export type ReadWorkerMessage =
   | ({ readonly kind: 'page' } & ProjectedPage)
-  | { readonly kind: 'end'; readonly users: ReadonlyArray<readonly [string, UserRow | undefined]> }
+  /** Every page was sent; the user rows follow. */
+  | { readonly kind: 'drained' }
+  /** The user rows, as sortedUserColumns (projected-rows.ts) gives them. */
+  | { readonly kind: 'end'; readonly userColumns: readonly unknown[] }
   | { readonly kind: 'invalid'; readonly position: bigint; readonly streamId: string; readonly message: string }
   | { readonly kind: 'failed'; readonly message: string };
 
@@ -88,17 +91,19 @@ export class ReadPipeline {
     this.worker.on('exit', (code) => this.push({ kind: 'failed', message: `the read worker exited with code ${code}` }));
   }
 
-  /** The rows of the next page, or the final user rows at the end of the log. */
-  async next(): Promise<ProjectedPage | { readonly users: ReadonlyArray<readonly [string, UserRow | undefined]> }> {
+  /** The rows of the next page; at the end of the log, that every page is in, then the user rows. */
+  async next(): Promise<ProjectedPage | { readonly drained: true } | { readonly userColumns: readonly unknown[] }> {
     const m = this.queue.shift() ?? (await new Promise<ReadWorkerMessage>((resolve) => (this.waiting = resolve)));
     switch (m.kind) {
       case 'page':
         this.delivered = true;
         this.worker.postMessage({ kind: 'ack' } satisfies MainMessage);
         return m;
+      case 'drained':
+        return { drained: true };
       case 'end':
         this.finished = true;
-        return { users: m.users };
+        return { userColumns: m.userColumns };
       case 'invalid':
         this.finished = true;
         throw new PipelinedDecodeError(m.position, m.streamId, m.message);

@@ -2,13 +2,14 @@
 // It reads the embedded log after a position through a read-only connection of its own, decodes
 // each event exactly as the single-thread pass does (zod and upcasters), projects it with the same
 // projectEvent into flat rows, and sends them a page at a time, never more than `window` pages
-// ahead of what the main thread inserted. The user rows it keeps, and sends once at the end.
+// ahead of what the main thread inserted. The user rows it keeps, and sends once at the end, as
+// the table's columns in key order, after saying that the pages are all sent.
 import { parentPort, workerData } from 'node:worker_threads';
 import * as E from 'fp-ts/lib/Either.js';
 import { SqliteLogReader } from '../adapters/eventstore/sqlite-event-store.js';
 import type { Envelope, GatewayEvent } from '../domain/events.js';
 import { decodeStoredEvent, describeDecodeError } from '../domain/upcasters.js';
-import { projectEvent, type RowSink } from './projected-rows.js';
+import { projectEvent, sortedUserColumns, type RowSink } from './projected-rows.js';
 import type { MainMessage, ProjectedPage, ReadWorkerData, ReadWorkerMessage } from './projection-read-pipeline.js';
 import type { UserRow } from './user-list.js';
 
@@ -58,7 +59,10 @@ function fill(): void {
     reader ??= new SqliteLogReader(data.file);
     while (!done && unacknowledged < data.window) {
       const stored = reader.readAll({ after, limit: data.pageSize });
-      if (stored.length === 0) return finish({ kind: 'end', users: [...users] });
+      if (stored.length === 0) {
+        send({ kind: 'drained' });
+        return finish({ kind: 'end', userColumns: sortedUserColumns(users) });
+      }
       const page = emptyPage();
       page.first = stored[0]!.position;
       const sink = sinkOf(page);

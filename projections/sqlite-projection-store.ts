@@ -11,7 +11,7 @@ import type { AuditRecord } from './audit-history.js';
 import type { CrlEntry } from './crl-entries.js';
 import type { UserRow } from './user-list.js';
 import { evolveGateway, type GatewayRow } from './gateway.js';
-import { projectEvent, type RowSink } from './projected-rows.js';
+import { projectEvent, sortedUserColumns, userColumns, USER_COLUMN_COUNT, type RowSink } from './projected-rows.js';
 import { PipelinedDecodeError, ReadPipeline, ReadWorkerUnavailable, readWorkerScript, type ProjectedPage } from './projection-read-pipeline.js';
 import { sqliteLogPageSource } from '../adapters/eventstore/sqlite-event-store.js';
 
@@ -183,7 +183,7 @@ export class SqliteProjectionStore {
         'INSERT INTO projection_checkpoint (id, position) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET position = excluded.position',
       ),
       user: db.prepare<[string], { row: string }>('SELECT row FROM users WHERE stream_id = ?'),
-      upsertUser: db.prepare<[string, string, string, string, string, string, string, string, string, number, string, number, string]>(
+      upsertUser: db.prepare<unknown[]>(
         `INSERT INTO users (stream_id, profile_id, email, traffic, status, expiration_date, first_name, last_name, created_at,
            auto_renew, current_serial, renewals, row) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (stream_id) DO UPDATE SET profile_id = excluded.profile_id, email = excluded.email,
@@ -259,7 +259,8 @@ export class SqliteProjectionStore {
       }
       this.clear();
       for (const index of [...AUDIT_INDEXES, ...USER_INDEXES]) this.db.exec(`DROP INDEX IF EXISTS ${index.name}`);
-      let users = new Map<string, UserRow | undefined>();
+      const users = new Map<string, UserRow | undefined>();
+      let userColumns: readonly unknown[] | undefined;
       let last = 0n;
       let applied = 0;
       let pass: 'single' | 'pipelined' = 'single';
@@ -311,8 +312,15 @@ export class SqliteProjectionStore {
             }
             break;
           }
-          if ('users' in next) {
-            users = new Map(next.users);
+          if ('drained' in next) {
+            // Every page is in; while the worker sorts and serialises the user rows, this thread
+            // builds the audit indexes (which the end would otherwise wait for as well).
+            this.flushAudit();
+            for (const index of AUDIT_INDEXES) this.db.exec(index.create);
+            continue;
+          }
+          if ('userColumns' in next) {
+            userColumns = next.userColumns;
             pass = 'pipelined';
             break;
           }
@@ -325,7 +333,8 @@ export class SqliteProjectionStore {
         await pipeline?.close();
       }
       this.flushAudit();
-      this.writeUsers(users, true);
+      if (userColumns) this.insertUserColumns(userColumns);
+      else this.writeUsers(users, true);
       for (const index of [...AUDIT_INDEXES, ...USER_INDEXES]) this.db.exec(index.create);
       if (last > 0n) this.stmt.setCheckpoint.run(last.toString());
       this.db.exec('COMMIT');
@@ -411,26 +420,13 @@ export class SqliteProjectionStore {
 
   /** `sorted`: in stream id order, so that the primary key is built by appending (a whole-log pass). */
   private writeUsers(users: ReadonlyMap<string, UserRow | undefined>, sorted = false): void {
-    const entries = sorted ? [...users].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) : users;
-    for (const [streamId, row] of entries) {
-      if (row) {
-        this.stmt.upsertUser.run(
-          streamId,
-          row.profileId,
-          row.email,
-          row.traffic,
-          row.status,
-          row.expirationDate,
-          row.firstName,
-          row.lastName,
-          row.createdAt,
-          row.autoRenew ? 1 : 0,
-          row.currentSerial,
-          row.renewals,
-          JSON.stringify(row),
-        );
-      }
-    }
+    if (sorted) return this.insertUserColumns(sortedUserColumns(users));
+    for (const [streamId, row] of users) if (row) this.stmt.upsertUser.run(userColumns(streamId, row));
+  }
+
+  /** User rows as sortedUserColumns gives them. */
+  private insertUserColumns(columns: readonly unknown[]): void {
+    for (let i = 0; i < columns.length; i += USER_COLUMN_COUNT) this.stmt.upsertUser.run(columns.slice(i, i + USER_COLUMN_COUNT));
   }
 
   private applyPage(page: readonly StoredEventLike[]): number {
