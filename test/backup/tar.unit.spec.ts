@@ -1,7 +1,7 @@
 // The ustar reader and writer behind backup archives: what goes in comes out byte for byte, and
 // anything damaged, truncated or outside the small subset a backup uses is refused, never guessed.
 import { describe, expect, it } from 'vitest';
-import { BLOCK, encodeHeader, readTar, RECORD, TarFormatError, TarPacker, unsafePathReason, type TarEntryHeader } from '../../adapters/archive/tar.js';
+import { BLOCK, encodeHeader, readBody, readTar, RECORD, TarFormatError, TarPacker, unsafePathReason, type TarEntryHeader } from '../../adapters/archive/tar.js';
 
 async function pack(entries: readonly { path: string; data: Buffer }[]): Promise<Buffer> {
   const out: Buffer[] = [];
@@ -63,6 +63,28 @@ describe('the tar writer and reader', () => {
         expect(e.mtime).toBe(1_700_000_000);
       }
     }
+  });
+
+  it('give back every member whole through readBody, from the bytes already read or by waiting for more', async () => {
+    const bytes = await pack(ENTRIES);
+    for (const size of [1, 7, 512, 65536]) {
+      const back: Buffer[] = [];
+      for await (const entry of readTar(chunks(bytes, size))) back.push(await readBody(entry, 1 << 20));
+      expect(back.map((b, i) => b.equals(ENTRIES[i]!.data))).toEqual(ENTRIES.map(() => true));
+    }
+  });
+
+  it('give an entry left behind nothing of the next one', async () => {
+    const bytes = await pack([
+      { path: 'a', data: Buffer.from('first') },
+      { path: 'b', data: Buffer.from('other') },
+    ]);
+    const reader = readTar(chunks(bytes, 65536));
+    const a = (await reader.next()).value!;
+    const b = (await reader.next()).value!;
+    expect(a.bodyIfBuffered()).toBeUndefined();
+    expect(b.bodyIfBuffered()?.toString()).toBe('other');
+    expect(b.bodyIfBuffered()).toBeUndefined();
   });
 
   it('skip what a caller leaves unread, and still check what follows', async () => {
