@@ -1,7 +1,7 @@
 // Bundles each command into one file (dist/bin/<command>.js). An operator's command starts in a
 // fraction of the time: Node resolves and compiles one file instead of ~350 (zod alone is 225).
 // Native and heavyweight packages stay external and are loaded from node_modules as usual.
-import { readdirSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import process from 'node:process';
 import { build } from 'esbuild';
 
@@ -21,6 +21,8 @@ const englishOnlyZod = {
 };
 
 const commands = readdirSync('commands/bin').filter((f) => f.endsWith('.ts'));
+// Chunks are named by their hash: without this, every build would leave the previous ones behind.
+rmSync('dist/bin/chunks', { recursive: true, force: true });
 await build({
   entryPoints: [
     ...commands.map((f) => ({ in: `commands/bin/${f}`, out: f.slice(0, -'.ts'.length) })),
