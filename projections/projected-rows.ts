@@ -46,8 +46,6 @@ export function projectEvent(
 }
 
 /** The values of a users table row, in the order of its columns (stream_id … row). */
-export const USER_COLUMN_COUNT = 13;
-
 export function userColumns(streamId: string, row: UserRow): unknown[] {
   return [
     streamId,
@@ -67,12 +65,12 @@ export function userColumns(streamId: string, row: UserRow): unknown[] {
 }
 
 /**
- * The rows of `users`, USER_COLUMN_COUNT values each, flat, in stream id order (so that a table
- * filled from them builds its primary key by appending). Streams without a row are left out.
+ * The rows of `users` as userColumns gives them, in stream id order (so that a table filled from
+ * them builds its primary key by appending). Streams without a row are left out.
  */
-export function sortedUserColumns(users: ReadonlyMap<string, UserRow | undefined>): unknown[] {
-  const out: unknown[] = [];
+export function sortedUserColumns(users: ReadonlyMap<string, UserRow | undefined>): unknown[][] {
   const entries = [...users].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  for (const [streamId, row] of entries) if (row) out.push(...userColumns(streamId, row));
+  const out: unknown[][] = [];
+  for (const [streamId, row] of entries) if (row) out.push(userColumns(streamId, row));
   return out;
 }

@@ -39,7 +39,7 @@ export type ReadWorkerMessage =
   /** Every page was sent; the user rows follow. */
   | { readonly kind: 'drained' }
   /** The user rows, as sortedUserColumns (projected-rows.ts) gives them. */
-  | { readonly kind: 'end'; readonly userColumns: readonly unknown[] }
+  | { readonly kind: 'end'; readonly userColumns: readonly (readonly unknown[])[] }
   | { readonly kind: 'invalid'; readonly position: bigint; readonly streamId: string; readonly message: string }
   | { readonly kind: 'failed'; readonly message: string };
 
@@ -92,7 +92,7 @@ export class ReadPipeline {
   }
 
   /** The rows of the next page; at the end of the log, that every page is in, then the user rows. */
-  async next(): Promise<ProjectedPage | { readonly drained: true } | { readonly userColumns: readonly unknown[] }> {
+  async next(): Promise<ProjectedPage | { readonly drained: true } | { readonly userColumns: readonly (readonly unknown[])[] }> {
     const m = this.queue.shift() ?? (await new Promise<ReadWorkerMessage>((resolve) => (this.waiting = resolve)));
     switch (m.kind) {
       case 'page':

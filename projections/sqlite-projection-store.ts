@@ -11,7 +11,7 @@ import type { AuditRecord } from './audit-history.js';
 import type { CrlEntry } from './crl-entries.js';
 import type { UserRow } from './user-list.js';
 import { evolveGateway, type GatewayRow } from './gateway.js';
-import { projectEvent, sortedUserColumns, userColumns, USER_COLUMN_COUNT, type RowSink } from './projected-rows.js';
+import { projectEvent, sortedUserColumns, userColumns, type RowSink } from './projected-rows.js';
 import { PipelinedDecodeError, ReadPipeline, ReadWorkerUnavailable, readWorkerScript, type ProjectedPage } from './projection-read-pipeline.js';
 import { sqliteLogPageSource } from '../adapters/eventstore/sqlite-event-store.js';
 
@@ -260,7 +260,7 @@ export class SqliteProjectionStore {
       this.clear();
       for (const index of [...AUDIT_INDEXES, ...USER_INDEXES]) this.db.exec(`DROP INDEX IF EXISTS ${index.name}`);
       const users = new Map<string, UserRow | undefined>();
-      let userColumns: readonly unknown[] | undefined;
+      let userColumns: readonly (readonly unknown[])[] | undefined;
       let last = 0n;
       let applied = 0;
       let pass: 'single' | 'pipelined' = 'single';
@@ -425,8 +425,8 @@ export class SqliteProjectionStore {
   }
 
   /** User rows as sortedUserColumns gives them. */
-  private insertUserColumns(columns: readonly unknown[]): void {
-    for (let i = 0; i < columns.length; i += USER_COLUMN_COUNT) this.stmt.upsertUser.run(columns.slice(i, i + USER_COLUMN_COUNT));
+  private insertUserColumns(rows: readonly (readonly unknown[])[]): void {
+    for (const columns of rows) this.stmt.upsertUser.run(columns);
   }
 
   private applyPage(page: readonly StoredEventLike[]): number {

@@ -257,27 +257,23 @@ class ChunkReader {
    */
   takeBuffered(n: number): Buffer | undefined {
     const first = this.chunks[0];
-    if (!first || first.length < n) return undefined;
-    const out = first.subarray(0, n);
-    if (n === first.length) this.chunks.shift();
-    else this.chunks[0] = first.subarray(n);
-    this.buffered -= n;
-    this.offset += n;
-    return out;
+    return first && first.length >= n ? this.takeFrom(first, n) : undefined;
   }
 
   /** Up to `max` bytes (fewer only at the end of the stream); an empty buffer at the end. */
   async readSome(max: number): Promise<Buffer> {
     await this.fill(1);
     const first = this.chunks[0];
-    if (!first) return Buffer.alloc(0);
-    const take = Math.min(max, first.length);
-    const out = first.subarray(0, take);
-    if (take === first.length) this.chunks.shift();
-    else this.chunks[0] = first.subarray(take);
-    this.buffered -= take;
-    this.offset += take;
-    return out;
+    return first ? this.takeFrom(first, Math.min(max, first.length)) : Buffer.alloc(0);
+  }
+
+  /** The first `n` bytes of `first`, the first chunk, handed out. */
+  private takeFrom(first: Buffer, n: number): Buffer {
+    if (n === first.length) this.chunks.shift();
+    else this.chunks[0] = first.subarray(n);
+    this.buffered -= n;
+    this.offset += n;
+    return first.subarray(0, n);
   }
 
   /** Exactly `n` bytes, or fewer when the stream ends first. */

@@ -168,8 +168,8 @@ export class SqliteEventStore implements EventStore {
     this.guard(() => this.db.exec('DROP INDEX IF EXISTS events_by_stream_revision'));
     const load = this.db.transaction((events: readonly LoadedEvent[]) =>
       events.map((e) => {
-        const s = e.json ? { type: e.type, schemaVersion: e.schemaVersion, data: e.json.data, metadata: e.json.metadata } : serialiseEvent(e);
-        return BigInt(this.insertStmt.run(e.streamId, e.revision, s.type, s.schemaVersion, s.data, s.metadata).lastInsertRowid);
+        const { data, metadata } = e.json ?? serialiseEvent(e);
+        return BigInt(this.insertStmt.run(e.streamId, e.revision, e.type, e.schemaVersion, data, metadata).lastInsertRowid);
       }),
     );
     return {

@@ -32,11 +32,15 @@ export function writeFileAtomic(path: string, data: Buffer | string, mode: numbe
   syncDirectory(dir);
 }
 
-export function syncDirectory(dir: string): void {
-  const fd = openSync(dir, 'r');
+/** Flushes a file or a directory to disk (fsync through a read-only descriptor, which Linux allows). */
+export function syncToDisk(path: string): void {
+  const fd = openSync(path, 'r');
   try {
     fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
 }
+
+/** A directory's entries to disk, after a file in it was created, renamed or removed. */
+export const syncDirectory = syncToDisk;

@@ -1,10 +1,11 @@
 // Not a command: the worker thread in which ov_restore fills its staging store (see
 // commands/use-cases/staging-log.ts). It sits beside the commands so that ov_restore finds it,
 // built or bundled, at ./restore-staging-worker.js.
-import { closeSync, fsyncSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import * as E from 'fp-ts/lib/Either.js';
 import { EventLineParser } from '../../adapters/archive/backup-archive.js';
+import { syncToDisk } from '../../adapters/fs/atomic-file.js';
 import { stateLayout } from '../../adapters/fs/state-layout.js';
 import { decodeStoredEvent, describeDecodeError } from '../../domain/upcasters.js';
 import { openFreshState } from '../../infra/composition-root.js';
@@ -21,20 +22,6 @@ let spool: number | undefined;
 let offset = 0;
 let loader: StagingLogLoader | undefined;
 let parser: EventLineParser | undefined;
-
-/**
- * The store's file is most of what ov_restore flushes before it swaps the staging directory in;
- * flushed here, while the main thread still checks keys and profiles, that last flush has little
- * left to write.
- */
-const flushToDisk = (file: string) => {
-  const fd = openSync(file, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-};
 
 const stop = (failure?: unknown) => {
   loader = undefined;
@@ -72,7 +59,10 @@ port.on('message', (m: StagingWorkerRequest) => {
     parser.end();
     const events = into.end();
     fresh.close();
-    flushToDisk(stateLayout(data.stagingDir).database);
+    // The store's file is most of what ov_restore flushes before it swaps the staging directory
+    // in; flushed here, while the main thread still checks keys and profiles, that last flush has
+    // little left to write.
+    syncToDisk(stateLayout(data.stagingDir).database);
     send({ kind: 'done', events });
     stop();
   } catch (error) {
