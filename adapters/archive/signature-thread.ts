@@ -3,7 +3,9 @@
 // check woke a pool thread that, on a machine whose cores are all busy, took the core from the
 // thread reading the archive: measured, the reading thread's profile showed some 10 s spent in
 // dispatching 123,000 checks. One message per batch wakes this thread once per batch instead.
-// The thread's code is a few lines of plain JavaScript handed to the Worker as source.
+// The thread's code is a few lines of plain JavaScript handed to the Worker as source. A batch
+// crosses as one buffer, moved rather than copied (measured alone, 123,000 checks in batches of
+// 64: 0.17 s of CPU to post, against 0.99 s as pairs of small arrays that each get cloned).
 import type { KeyObject } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 
@@ -11,11 +13,14 @@ const SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const { createPublicKey, verify } = require('node:crypto');
 const keys = new Map();
-parentPort.on('message', ({ batch, keyId, keyDer, items }) => {
+parentPort.on('message', ({ batch, keyId, keyDer, bytes, ends }) => {
   if (keyDer) keys.set(keyId, createPublicKey({ key: Buffer.from(keyDer), format: 'der', type: 'spki' }));
   const key = keys.get(keyId);
   const results = [];
-  for (const { tbs, signature } of items) {
+  for (let i = 0, at = 0; i < ends.length; i += 2) {
+    const tbs = bytes.subarray(at, ends[i]);
+    const signature = bytes.subarray(ends[i], ends[i + 1]);
+    at = ends[i + 1];
     try {
       results.push(verify('sha256', tbs, key, signature));
     } catch (error) {
@@ -28,6 +33,8 @@ parentPort.on('message', ({ batch, keyId, keyDer, items }) => {
 
 /** Checks gathered before a batch is handed over. */
 const BATCH = 64;
+/** A batch's first buffer: room for 64 certificates of a 3072-bit CA (TBS about 1 KB, signature 384 bytes). */
+const BATCH_BYTES = BATCH * 1536;
 
 type Outcome = boolean | Error;
 
@@ -36,7 +43,11 @@ export class SignatureThread {
   private failure: Error | undefined;
   private readonly keyIds = new Map<KeyObject, number>();
   private key: KeyObject | undefined;
-  private items: { tbs: Uint8Array; signature: Uint8Array }[] = [];
+  /** The batch being gathered: each check's TBS bytes then its signature, back to back. */
+  private bytes = new Uint8Array(BATCH_BYTES);
+  private used = 0;
+  /** Where each check's TBS bytes and signature end in `bytes`, two numbers per check. */
+  private ends: number[] = [];
   private waiters: ((outcome: Outcome) => void)[] = [];
   private readonly posted = new Map<number, ((outcome: Outcome) => void)[]>();
   private nextBatch = 0;
@@ -46,15 +57,16 @@ export class SignatureThread {
     if (this.key !== issuer) this.flush();
     this.key = issuer;
     // Copies: the originals are views of a whole certificate's DER, which a message would copy entire.
-    this.items.push({ tbs: new Uint8Array(tbs), signature: new Uint8Array(signature) });
+    this.append(tbs);
+    this.append(signature);
     const outcome = new Promise<Outcome>((resolve) => this.waiters.push(resolve));
-    if (this.items.length >= BATCH) this.flush();
+    if (this.ends.length >= 2 * BATCH) this.flush();
     return outcome;
   }
 
   /** Hands over the checks gathered so far (before waiting for any of them). */
   flush(): void {
-    if (this.items.length === 0) return;
+    if (this.ends.length === 0) return;
     const waiters = this.waiters;
     if (this.failure) {
       for (const w of waiters) w(this.failure);
@@ -69,10 +81,29 @@ export class SignatureThread {
       }
       const batch = this.nextBatch++;
       this.posted.set(batch, waiters);
-      worker.postMessage({ batch, keyId, keyDer, items: this.items });
+      const bytes = this.bytes.subarray(0, this.used);
+      const ends = Uint32Array.from(this.ends);
+      worker.postMessage({ batch, keyId, keyDer, bytes, ends }, [bytes.buffer, ends.buffer]);
     }
-    this.items = [];
+    this.reset();
     this.waiters = [];
+  }
+
+  private append(part: Uint8Array): void {
+    if (this.used + part.length > this.bytes.length) {
+      const grown = new Uint8Array(Math.max(2 * this.bytes.length, this.used + part.length));
+      grown.set(this.bytes.subarray(0, this.used));
+      this.bytes = grown;
+    }
+    this.bytes.set(part, this.used);
+    this.used += part.length;
+    this.ends.push(this.used);
+  }
+
+  private reset(): void {
+    this.bytes = new Uint8Array(BATCH_BYTES);
+    this.used = 0;
+    this.ends = [];
   }
 
   private start(): Worker {
@@ -103,7 +134,7 @@ export class SignatureThread {
     this.worker = undefined;
     this.failure ??= new Error('the signature checks were stopped');
     for (const w of this.waiters) w(this.failure);
-    this.items = [];
+    this.reset();
     this.waiters = [];
     if (worker) await worker.terminate();
   }

@@ -14,10 +14,24 @@ import { closeSync, fstatSync, openSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 
-/** One operation, as the writer thread gets it: a file's bytes are a range of its batch's buffer. */
-type Operation =
-  | { readonly kind: 'directory'; readonly path: string; readonly mode: number; readonly chmod: boolean }
-  | { readonly kind: 'file'; readonly path: string; readonly mode: number; readonly chmod: boolean; readonly start: number; readonly end: number };
+/**
+ * A batch, as the writer thread gets it: its operations as numbers (four per operation: kind,
+ * mode, and the range of a file's bytes in `buffer`), their paths as one text joined by NULs
+ * (which no path holds): measured alone, posting 200,000 operations this way took 0.13–0.18 s
+ * of CPU, against 0.37–0.46 s as one small object each.
+ */
+interface Batch {
+  readonly batch: number;
+  readonly buffer: ArrayBuffer;
+  readonly numbers: Uint32Array;
+  readonly paths: string;
+}
+
+/** An operation's kind in Batch.numbers. */
+const DIRECTORY = 0;
+const FILE = 1;
+const FILE_CHMOD = 2;
+const DIRECTORY_CHMOD = 3;
 
 type Reply = { readonly kind: 'done'; readonly batch: number } | { readonly kind: 'failed'; readonly batch: number; readonly message: string; readonly code: string | undefined };
 
@@ -25,20 +39,22 @@ const WRITER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
 let failed = false;
-parentPort.on('message', ({ batch, buffer, operations }) => {
+parentPort.on('message', ({ batch, buffer, numbers, paths }) => {
   if (failed) return;
   const bytes = Buffer.from(buffer);
+  const path = paths.split('\\0');
   try {
-    for (const o of operations) {
-      if (o.kind === 'directory') {
-        fs.mkdirSync(o.path, { mode: o.mode });
-        if (o.chmod) fs.chmodSync(o.path, o.mode);
+    for (let i = 0; i < path.length; i++) {
+      const kind = numbers[4 * i], mode = numbers[4 * i + 1], start = numbers[4 * i + 2], end = numbers[4 * i + 3];
+      if (kind === ${DIRECTORY} || kind === ${DIRECTORY_CHMOD}) {
+        fs.mkdirSync(path[i], { mode });
+        if (kind === ${DIRECTORY_CHMOD}) fs.chmodSync(path[i], mode);
         continue;
       }
-      const fd = fs.openSync(o.path, 'wx', o.mode);
+      const fd = fs.openSync(path[i], 'wx', mode);
       try {
-        for (let at = o.start; at < o.end; ) at += fs.writeSync(fd, bytes, at, o.end - at);
-        if (o.chmod) fs.fchmodSync(fd, o.mode);
+        for (let at = start; at < end; ) at += fs.writeSync(fd, bytes, at, end - at);
+        if (kind === ${FILE_CHMOD}) fs.fchmodSync(fd, mode);
       } finally {
         fs.closeSync(fd);
       }
@@ -65,7 +81,9 @@ export class BackgroundFiles {
   private readonly directories = new Set<string>();
   /** The bits the process umask takes away, found once by creating a probe file in `root`. */
   private readonly umask: number;
-  private operations: Operation[] = [];
+  /** The batch being gathered: four numbers and a path per operation (see Batch). */
+  private numbers: number[] = [];
+  private paths: string[] = [];
   private buffer = new Uint8Array(BATCH_BYTES);
   private filled = 0;
   private posted = 0;
@@ -112,8 +130,9 @@ export class BackgroundFiles {
     if (this.failure !== undefined) throw this.failure;
     if (this.directories.has(dir)) return;
     this.directories.add(dir);
-    this.operations.push({ kind: 'directory', path: dir, mode, chmod: (mode & this.umask) !== 0 });
-    if (this.operations.length >= BATCH_OPERATIONS) this.post();
+    this.numbers.push((mode & this.umask) !== 0 ? DIRECTORY_CHMOD : DIRECTORY, mode, 0, 0);
+    this.paths.push(dir);
+    if (this.paths.length >= BATCH_OPERATIONS) this.post();
   }
 
   /**
@@ -128,20 +147,24 @@ export class BackgroundFiles {
       if (data.length > this.buffer.length) this.buffer = new Uint8Array(data.length);
     }
     this.buffer.set(data, this.filled);
-    this.operations.push({ kind: 'file', path, mode, chmod: (mode & this.umask) !== 0, start: this.filled, end: this.filled + data.length });
+    this.numbers.push((mode & this.umask) !== 0 ? FILE_CHMOD : FILE, mode, this.filled, this.filled + data.length);
+    this.paths.push(path);
     this.filled += data.length;
-    if (this.operations.length >= BATCH_OPERATIONS) this.post();
+    if (this.paths.length >= BATCH_OPERATIONS) this.post();
     if (this.posted - this.written < MAX_BATCHES_IN_FLIGHT) return undefined;
     return this.until(() => this.posted - this.written < MAX_BATCHES_IN_FLIGHT / 2);
   }
 
   private post(): void {
-    if (this.operations.length === 0) return;
+    if (this.paths.length === 0) return;
     // The batch's own buffer is moved to the thread, not copied; a new one takes its place.
     const buffer = this.filled === this.buffer.length ? this.buffer.buffer : this.buffer.slice(0, this.filled).buffer;
-    this.worker.postMessage({ batch: this.posted, buffer, operations: this.operations }, [buffer]);
+    const numbers = Uint32Array.from(this.numbers);
+    const batch: Batch = { batch: this.posted, buffer, numbers, paths: this.paths.join('\0') };
+    this.worker.postMessage(batch, [buffer, numbers.buffer]);
     this.posted++;
-    this.operations = [];
+    this.numbers = [];
+    this.paths = [];
     this.filled = 0;
     if (this.buffer.buffer.byteLength === 0) this.buffer = new Uint8Array(BATCH_BYTES);
   }
