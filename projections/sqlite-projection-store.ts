@@ -355,7 +355,7 @@ export class SqliteProjectionStore {
    * archive): the caller appends each batch and hands the same events over, decoded, with the
    * positions the store gave them, so no event is read back or decoded a second time. The tables
    * come out as projectWholeLog makes them: user rows held in memory and written at the end, the
-   * audit indexes built once after the rows. Each batch is one transaction; nobody else writes to
+   * audit and users indexes built once after the rows. Each batch is one transaction; nobody else writes to
    * such a store, and a store given up half way is thrown away with its directory.
    */
   projectLogAsWritten(): { apply(events: readonly Envelope[]): void; finish(): number } {
@@ -363,7 +363,7 @@ export class SqliteProjectionStore {
     this.db
       .transaction(() => {
         this.clear();
-        for (const index of AUDIT_INDEXES) this.db.exec(`DROP INDEX IF EXISTS ${index.name}`);
+        for (const index of [...AUDIT_INDEXES, ...USER_INDEXES]) this.db.exec(`DROP INDEX IF EXISTS ${index.name}`);
       })
       .immediate();
     const users = new Map<string, UserRow | undefined>();
@@ -384,7 +384,9 @@ export class SqliteProjectionStore {
         this.db
           .transaction(() => {
             this.writeUsers(users, true);
-            for (const index of AUDIT_INDEXES) this.db.exec(index.create);
+            // Built once over the sorted rows rather than kept row by row (1M events: the users
+            // write took 2.0 s with its three indexes in place).
+            for (const index of [...AUDIT_INDEXES, ...USER_INDEXES]) this.db.exec(index.create);
             if (last > 0n) this.stmt.setCheckpoint.run(last.toString());
           })
           .immediate();
