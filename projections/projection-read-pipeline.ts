@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { Envelope, GatewayEvent } from '../domain/events.js';
+import type { RowPage } from './projected-rows.js';
 import type { UserRow } from './user-list.js';
 
 export interface ReadWorkerData {
@@ -20,19 +20,8 @@ export interface ReadWorkerData {
   readonly users: ReadonlyArray<readonly [string, UserRow | undefined]>;
 }
 
-/** The rows of a page of events, flat: what the main thread inserts, in log order. */
-export interface ProjectedPage {
-  count: number;
-  first: bigint;
-  last: bigint;
-  /** audit_log rows, six values each (position, stream_id, type, at, actor, details). */
-  readonly audit: unknown[];
-  /** certificates rows, three values each (serial, stream_id, not_after). */
-  readonly certificates: string[];
-  /** CRL entries, three values each (serial, revokedAt, reason). */
-  readonly crl: string[];
-  readonly gateway: Array<Envelope<GatewayEvent>>;
-}
+/** The rows of a page of events: what the main thread inserts, in log order. */
+export type ProjectedPage = RowPage;
 
 export type ReadWorkerMessage =
   | ({ readonly kind: 'page' } & ProjectedPage)

@@ -7,10 +7,9 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import * as E from 'fp-ts/lib/Either.js';
 import { SqliteLogReader } from '../adapters/eventstore/sqlite-event-store.js';
-import type { Envelope, GatewayEvent } from '../domain/events.js';
 import { decodeStoredEvent, describeDecodeError } from '../domain/upcasters.js';
-import { projectEvent, sortedUserColumns, type RowSink } from './projected-rows.js';
-import type { MainMessage, ProjectedPage, ReadWorkerData, ReadWorkerMessage } from './projection-read-pipeline.js';
+import { emptyRowPage, projectEvent, rowPageSink, sortedUserColumns } from './projected-rows.js';
+import type { MainMessage, ReadWorkerData, ReadWorkerMessage } from './projection-read-pipeline.js';
 import type { UserRow } from './user-list.js';
 
 if (!parentPort) throw new Error('projection-read-worker.js is a worker thread of the projection store, not a command');
@@ -32,27 +31,6 @@ function finish(m: ReadWorkerMessage): void {
   port.close();
 }
 
-function emptyPage(): ProjectedPage {
-  return { count: 0, first: 0n, last: 0n, audit: [], certificates: [], crl: [], gateway: [] };
-}
-
-function sinkOf(page: ProjectedPage): RowSink {
-  return {
-    audit: (position, streamId, type, at, actor, details) => {
-      page.audit.push(position, streamId, type, at, actor, details);
-    },
-    certificate: (serial, streamId, notAfter) => {
-      page.certificates.push(serial, streamId, notAfter);
-    },
-    crlEntry: (entry) => {
-      page.crl.push(entry.serial, entry.revokedAt, entry.reason);
-    },
-    gateway: (event: Envelope<GatewayEvent>) => {
-      page.gateway.push(event);
-    },
-  };
-}
-
 /** Reads, decodes and projects pages until `window` are in flight or the log ends. */
 function fill(): void {
   try {
@@ -63,9 +41,9 @@ function fill(): void {
         send({ kind: 'drained' });
         return finish({ kind: 'end', userColumns: sortedUserColumns(users) });
       }
-      const page = emptyPage();
+      const page = emptyRowPage();
       page.first = stored[0]!.position;
-      const sink = sinkOf(page);
+      const sink = rowPageSink(page);
       for (const s of stored) {
         const decoded = decodeStoredEvent(s);
         if (E.isLeft(decoded)) {

@@ -11,7 +11,7 @@ import type { AuditRecord } from './audit-history.js';
 import type { CrlEntry } from './crl-entries.js';
 import type { UserRow } from './user-list.js';
 import { evolveGateway, type GatewayRow } from './gateway.js';
-import { projectEvent, sortedUserColumns, userColumns, type RowSink } from './projected-rows.js';
+import { foldUserFacts, projectEvent, sortedUserColumns, userColumns, type RowPage, type RowSink } from './projected-rows.js';
 import { PipelinedDecodeError, ReadPipeline, ReadWorkerUnavailable, readWorkerScript, type ProjectedPage } from './projection-read-pipeline.js';
 import { sqliteLogPageSource } from '../adapters/eventstore/sqlite-event-store.js';
 
@@ -359,6 +359,54 @@ export class SqliteProjectionStore {
    * such a store, and a store given up half way is thrown away with its directory.
    */
   projectLogAsWritten(): { apply(events: readonly Envelope[]): void; finish(): number } {
+    const pass = this.asWritten();
+    return {
+      apply: (events) =>
+        pass.batch(() => {
+          for (const event of events) {
+            pass.advance(event.position, event.position);
+            this.apply(event, pass.users, false);
+          }
+          return events.length;
+        }),
+      finish: pass.finish,
+    };
+  }
+
+  /**
+   * As projectLogAsWritten, for a caller that projected the events itself (with projectEventRows
+   * and userFactOf): each batch is the rows of the events appended last, in log order, in pages
+   * with their user facts as pushUserFact lists them. ov_restore's checking thread projects what
+   * it decodes, and its staging thread, which stores the events, inserts the rows without
+   * decoding them again.
+   */
+  projectRowsAsWritten(): { apply(pages: readonly { readonly page: RowPage; readonly userFacts: readonly unknown[] }[]): void; finish(): number } {
+    const pass = this.asWritten();
+    return {
+      apply: (pages) =>
+        pass.batch(() => {
+          let count = 0;
+          for (const { page, userFacts } of pages) {
+            if (page.count === 0) continue;
+            pass.advance(page.first, page.last);
+            this.insertRows(page);
+            foldUserFacts(userFacts, pass.users);
+            count += page.count;
+          }
+          return count;
+        }),
+      finish: pass.finish,
+    };
+  }
+
+  /** The frame of both: empty read models without their indexes, a transaction per batch, the user rows and indexes at the end. */
+  private asWritten(): {
+    users: Map<string, UserRow | undefined>;
+    /** Says that the events from `first` to `upTo` are being projected: after the last ones, in order. */
+    advance(first: bigint, upTo: bigint): void;
+    batch(project: () => number): void;
+    finish(): number;
+  } {
     if (this.checkpoint() !== 0n) throw new Error('internal error: the log is projected as written only into empty read models');
     this.db
       .transaction(() => {
@@ -369,17 +417,17 @@ export class SqliteProjectionStore {
     const users = new Map<string, UserRow | undefined>();
     let last = 0n;
     let applied = 0;
-    const applyBatch = this.db.transaction((events: readonly Envelope[]) => {
-      for (const event of events) {
-        if (event.position <= last) throw new Error(`internal error: position ${event.position} projected after ${last}`);
-        this.apply(event, users, false);
-        last = event.position;
-      }
+    const batch = this.db.transaction((project: () => number) => {
+      applied += project();
       this.flushAudit();
-      applied += events.length;
     });
     return {
-      apply: (events) => applyBatch.immediate(events),
+      users,
+      advance: (first, upTo) => {
+        if (first <= last || upTo < first) throw new Error(`internal error: positions ${first} to ${upTo} projected after ${last}`);
+        last = upTo;
+      },
+      batch: (project) => batch.immediate(project),
       finish: () => {
         this.db
           .transaction(() => {

@@ -31,52 +31,96 @@ export interface UserRow {
 }
 
 export function evolveUserRow(row: UserRow | undefined, event: Envelope<ProfileEvent>): UserRow | undefined {
+  return applyUserFact(row, userFactOf(event));
+}
+
+/**
+ * All that an event tells the user list: the fold needs nothing else of it. ov_restore decodes
+ * the events in one thread and stores them in another, which folds their facts in log order
+ * (commands/use-cases/staging-log.ts), so that the decoded events need not cross.
+ */
+export type UserFact =
+  /** A new generation: its row, whatever came before. */
+  | { readonly kind: 'issued'; readonly row: UserRow }
+  | { readonly kind: 'renewed'; readonly expirationDate: CalendarDate; readonly currentSerial: string }
+  | { readonly kind: 'revoked'; readonly at: string }
+  | { readonly kind: 'autoRenew'; readonly autoRenew: boolean }
+  | { readonly kind: 'renewalFailed'; readonly failure: NonNullable<UserRow['lastRenewalFailure']> }
+  | { readonly kind: 'deliveryFailed'; readonly undelivered: NonNullable<UserRow['undelivered']> }
+  | { readonly kind: 'delivered' }
+  | { readonly kind: 'unchanged' };
+
+export function userFactOf(event: Envelope<ProfileEvent>): UserFact {
   const at = event.metadata.at;
-  if (event.type === 'ProfileIssued') {
-    const d = event.data;
-    return {
-      streamId: event.streamId,
-      profileId: d.profileId,
-      generation: d.generation,
-      email: d.email,
-      traffic: d.traffic,
-      firstName: d.firstName,
-      lastName: d.lastName,
-      expirationDate: d.expirationDate,
-      createdAt: at,
-      autoRenew: d.autoRenew,
-      status: 'active',
-      currentSerial: d.certificate.serial,
-      revokedAt: null,
-      renewals: 0,
-      lastRenewalFailure: null,
-      undelivered: null,
-      routes: d.routes,
-    };
-  }
-  if (!row) return row;
   switch (event.type) {
+    case 'ProfileIssued': {
+      const d = event.data;
+      return {
+        kind: 'issued',
+        row: {
+          streamId: event.streamId,
+          profileId: d.profileId,
+          generation: d.generation,
+          email: d.email,
+          traffic: d.traffic,
+          firstName: d.firstName,
+          lastName: d.lastName,
+          expirationDate: d.expirationDate,
+          createdAt: at,
+          autoRenew: d.autoRenew,
+          status: 'active',
+          currentSerial: d.certificate.serial,
+          revokedAt: null,
+          renewals: 0,
+          lastRenewalFailure: null,
+          undelivered: null,
+          routes: d.routes,
+        },
+      };
+    }
     case 'ProfileRenewed':
+      return { kind: 'renewed', expirationDate: event.data.expirationDate, currentSerial: event.data.certificate.serial };
+    case 'ProfileRevoked':
+      return { kind: 'revoked', at };
+    case 'AutoRenewEnabled':
+      return { kind: 'autoRenew', autoRenew: true };
+    case 'AutoRenewDisabled':
+      return { kind: 'autoRenew', autoRenew: false };
+    case 'RenewalFailed':
+      return { kind: 'renewalFailed', failure: { at, reason: event.data.reason, lastLogLine: event.data.lastLogLine } };
+    case 'ProfileDeliveryFailed':
+      return { kind: 'deliveryFailed', undelivered: { at, error: event.data.error } };
+    case 'ProfileResent':
+      return { kind: 'delivered' };
+    case 'RenewalCertificateIssued':
+      return { kind: 'unchanged' };
+  }
+}
+
+/** The row after `fact`; a profile never issued has no row, whatever else is said of it. */
+export function applyUserFact(row: UserRow | undefined, fact: UserFact): UserRow | undefined {
+  if (fact.kind === 'issued') return fact.row;
+  if (!row) return row;
+  switch (fact.kind) {
+    case 'renewed':
       return rowWith(row, {
-        expirationDate: event.data.expirationDate,
-        currentSerial: event.data.certificate.serial,
+        expirationDate: fact.expirationDate,
+        currentSerial: fact.currentSerial,
         renewals: row.renewals + 1,
         lastRenewalFailure: null,
         undelivered: null,
       });
-    case 'ProfileRevoked':
-      return rowWith(row, { status: 'revoked', revokedAt: at });
-    case 'AutoRenewEnabled':
-      return rowWith(row, { autoRenew: true });
-    case 'AutoRenewDisabled':
-      return rowWith(row, { autoRenew: false });
-    case 'RenewalFailed':
-      return rowWith(row, { lastRenewalFailure: { at, reason: event.data.reason, lastLogLine: event.data.lastLogLine } });
-    case 'ProfileDeliveryFailed':
-      return rowWith(row, { undelivered: { at, error: event.data.error } });
-    case 'ProfileResent':
+    case 'revoked':
+      return rowWith(row, { status: 'revoked', revokedAt: fact.at });
+    case 'autoRenew':
+      return rowWith(row, { autoRenew: fact.autoRenew });
+    case 'renewalFailed':
+      return rowWith(row, { lastRenewalFailure: fact.failure });
+    case 'deliveryFailed':
+      return rowWith(row, { undelivered: fact.undelivered });
+    case 'delivered':
       return rowWith(row, { undelivered: null });
-    case 'RenewalCertificateIssued':
+    case 'unchanged':
       return row;
   }
 }

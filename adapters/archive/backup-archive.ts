@@ -214,6 +214,8 @@ export interface ArchivedEvent {
 
 interface FormatReader {
   readonly selfChecksum: boolean;
+  /** Whether its event lines are laid out as today's eventLine writes them (see cutEventLine). */
+  readonly cuttable: boolean;
   readManifest(raw: unknown): z.ZodSafeParseResult<Manifest>;
   readEventLine(raw: unknown): z.ZodSafeParseResult<ArchivedEvent>;
 }
@@ -284,11 +286,13 @@ function plainEventLineV1_1(raw: unknown): ArchivedEvent | undefined {
 const FORMATS: Readonly<Record<string, FormatReader>> = {
   '1.0': {
     selfChecksum: false,
+    cuttable: false,
     readManifest: (raw) => ManifestV1_0AsToday.safeParse(raw),
     readEventLine: (raw) => EventLineV1_0AsToday.safeParse(raw),
   },
   '1.1': {
     selfChecksum: true,
+    cuttable: true,
     readManifest: (raw) => ManifestV1_1AsToday.safeParse(raw),
     readEventLine: (raw) => {
       const plain = plainEventLineV1_1(raw);
@@ -574,16 +578,23 @@ function describeReadError(error: unknown, path: string, inflated: boolean): Err
 export class EventLineParser {
   private readonly format: FormatReader;
   private readonly keepJson: boolean;
+  private readonly cut: boolean;
   private carry: Buffer[] = [];
   private carried = 0;
   private number = 0;
 
-  /** `keepJson`: also hand over data and metadata as the line's JSON text, where it can be cut out (see jsonOfLine). */
-  constructor(formatVersion: string, options: { keepJson?: boolean } = {}) {
+  /**
+   * `keepJson`: also hand over data and metadata as the line's JSON text, where it can be cut out
+   * (see jsonOfLine). `cut`: for a reader of lines already checked elsewhere, which needs their
+   * JSON text and not their values: lines laid out as eventLine writes them are cut apart without
+   * being parsed (cutEventLine; data and metadata then undefined), others read as with keepJson.
+   */
+  constructor(formatVersion: string, options: { keepJson?: boolean; cut?: boolean } = {}) {
     const format = FORMATS[formatVersion];
     if (!format) throw new BackupArchiveError(`backup format ${formatVersion} is not one this ovpn-ledger reads`);
     this.format = format;
-    this.keepJson = options.keepJson === true;
+    this.cut = options.cut === true && format.cuttable;
+    this.keepJson = options.keepJson === true || this.cut;
   }
 
   /**
@@ -623,6 +634,10 @@ export class EventLineParser {
   }
 
   private read(text: string): ArchivedEvent {
+    if (this.cut) {
+      const e = cutEventLine(text);
+      if (e) return e;
+    }
     let raw: unknown;
     try {
       raw = JSON.parse(text);
@@ -657,15 +672,23 @@ export function jsonOfLine(line: string, e: ArchivedEvent): { data: string; meta
 
 /** Whether `text` from `start` to `end` is one JSON object, `text` being valid JSON: its first brace closes at `end`. */
 function isOneObject(text: string, start: number, end: number): boolean {
-  if (text.charCodeAt(start) !== 0x7b) return false;
+  return objectEnd(text, start, end) === end;
+}
+
+/**
+ * Where the JSON object that opens at `start` of `text` (valid JSON) ends: the index after its
+ * closing brace, if that comes before `limit`; -1 otherwise, or when no object opens there.
+ */
+function objectEnd(text: string, start: number, limit: number): number {
+  if (text.charCodeAt(start) !== 0x7b) return -1;
   let depth = 0;
-  for (let i = start; i < end; i++) {
+  for (let i = start; i < limit; i++) {
     const c = text.charCodeAt(i);
     if (c === 0x22) {
       // To the closing quote: one not escaped, i.e. after an even number of backslashes.
       for (;;) {
         i = text.indexOf('"', i + 1);
-        if (i < 0 || i >= end) return false;
+        if (i < 0 || i >= limit) return -1;
         let backslashes = 0;
         while (text.charCodeAt(i - 1 - backslashes) === 0x5c) backslashes++;
         if (backslashes % 2 === 0) break;
@@ -673,10 +696,70 @@ function isOneObject(text: string, start: number, end: number): boolean {
     } else if (c === 0x7b || c === 0x5b) depth++;
     else if (c === 0x7d || c === 0x5d) {
       depth--;
-      if (depth === 0) return i === end - 1;
+      if (depth === 0) return i + 1;
     }
   }
-  return false;
+  return -1;
+}
+
+/**
+ * An event line of a valid events.ndjson, cut apart without being parsed, when it is laid out
+ * exactly as eventLine writes it: `{"stream":…,"revision":"…","type":…,"schemaVersion":…,
+ * "data":{…},"metadata":{…},"position":"…"}`, its stream and type without escapes. Then each
+ * value is the text between fixed marks, and data and metadata are the line's own JSON text
+ * (`json`; `data` and `metadata` are left undefined). Undefined for any other line, which the
+ * caller parses. Only for lines that were checked (parsed, against the schemas) elsewhere: a
+ * line that is not valid JSON may still be cut.
+ */
+export function cutEventLine(line: string): ArchivedEvent | undefined {
+  const STREAM = '{"stream":"';
+  if (!line.startsWith(STREAM)) return undefined;
+  const streamEnd = line.indexOf('"', STREAM.length);
+  const streamId = line.slice(STREAM.length, streamEnd);
+  if (streamEnd < 0 || streamId.length === 0 || streamId.includes('\\')) return undefined;
+  const revision = digitsAfter(line, streamEnd, '","revision":"', '"');
+  if (!revision) return undefined;
+  const typeStart = revision.end + 1;
+  if (!line.startsWith(',"type":"', typeStart)) return undefined;
+  const typeEnd = line.indexOf('"', typeStart + 9);
+  const type = line.slice(typeStart + 9, typeEnd);
+  if (typeEnd < 0 || type.length === 0 || type.includes('\\')) return undefined;
+  const version = digitsAfter(line, typeEnd, '","schemaVersion":', ',');
+  if (!version) return undefined;
+  const schemaVersion = Number(version.digits);
+  if (!Number.isSafeInteger(schemaVersion) || schemaVersion < 1) return undefined;
+  if (!line.startsWith(',"data":', version.end)) return undefined;
+  const dataStart = version.end + 8;
+  const dataEnd = objectEnd(line, dataStart, line.length);
+  if (dataEnd < 0 || !line.startsWith(',"metadata":', dataEnd)) return undefined;
+  const metadataStart = dataEnd + 12;
+  const metadataEnd = objectEnd(line, metadataStart, line.length);
+  if (metadataEnd < 0) return undefined;
+  const position = digitsAfter(line, metadataEnd - 1, '},"position":"', '"');
+  if (!position || position.end !== line.length - 2 || !line.endsWith('"}')) return undefined;
+  return {
+    streamId,
+    revision: BigInt(revision.digits),
+    position: BigInt(position.digits),
+    type,
+    schemaVersion,
+    data: undefined,
+    metadata: undefined,
+    json: { data: line.slice(dataStart, dataEnd), metadata: line.slice(metadataStart, metadataEnd) },
+  };
+}
+
+/** The decimal digits after `mark` (which starts at `at`) up to `stop`, and where `stop` is. */
+function digitsAfter(line: string, at: number, mark: string, stop: string): { digits: string; end: number } | undefined {
+  if (!line.startsWith(mark, at)) return undefined;
+  const start = at + mark.length;
+  const end = line.indexOf(stop, start);
+  if (end <= start || end - start > 20) return undefined;
+  for (let i = start; i < end; i++) {
+    const c = line.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return undefined;
+  }
+  return { digits: line.slice(start, end), end };
 }
 
 /**

@@ -1,8 +1,10 @@
 // A restore's staging store writes data and metadata as the archive line holds them, cut out of
 // the line instead of serialised again: pinned here is that what is cut out is exactly the event's
-// data, and that any line it cannot be sure of is left to serialisation.
+// data, and that any line it cannot be sure of is left to serialisation. The staging thread does
+// not even parse the lines the checking thread parsed: cutEventLine cuts a line laid out as
+// eventLine writes it without parsing it, and leaves every other line to the parser.
 import { describe, expect, it } from 'vitest';
-import { EventLineParser, eventLine, jsonOfLine, type ArchivedEvent } from '../../adapters/archive/backup-archive.js';
+import { cutEventLine, EventLineParser, eventLine, jsonOfLine, type ArchivedEvent } from '../../adapters/archive/backup-archive.js';
 
 const event = (data: unknown, metadata: unknown = { actor: 'ops', at: '2026-01-02T03:04:05.000Z' }): ArchivedEvent => ({
   streamId: 'profile-p0123456789abcdef01234567',
@@ -14,8 +16,8 @@ const event = (data: unknown, metadata: unknown = { actor: 'ops', at: '2026-01-0
   metadata,
 });
 
-const readKeepingJson = (text: string): ArchivedEvent[] => {
-  const parser = new EventLineParser('1.1', { keepJson: true });
+const readKeepingJson = (text: string, options: { keepJson?: boolean; cut?: boolean } = { keepJson: true }, format = '1.1'): ArchivedEvent[] => {
+  const parser = new EventLineParser(format, options);
   const events: ArchivedEvent[] = [];
   parser.push(Buffer.from(`${text}\n`, 'utf8'), (e) => events.push(e));
   parser.end();
@@ -69,5 +71,54 @@ describe('data and metadata as JSON text cut from an event line', () => {
     const events: ArchivedEvent[] = [];
     parser.push(Buffer.from(`${eventLine(event({ a: 1 }))}\n`), (x) => events.push(x));
     expect(events[0]!.json).toBeUndefined();
+  });
+});
+
+describe('an event line cut apart without being parsed', () => {
+  const tricky = {
+    email: 'a"b@example.com',
+    nested: { metadata: { position: '1' }, list: [1, { a: '}]"{' }], back: 'ends in \\' },
+    pem: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n',
+    name: 'Spärck Jones ✓',
+  };
+
+  it('given lines as ov_backup writes them, then each field and the data and metadata text are what parsing the line gives', () => {
+    for (const e of [event(tricky), event({}), { ...event({ serial: 'ab' }), type: 'ProfileResent', schemaVersion: 1, revision: 0n, position: 12345678901234n }]) {
+      const line = eventLine(e);
+      const [parsed] = readKeepingJson(line);
+      const cut = cutEventLine(line);
+      expect(cut).toEqual({ ...parsed, data: undefined, metadata: undefined });
+      expect(cut!.json).toEqual({ data: JSON.stringify(e.data), metadata: JSON.stringify(e.metadata) });
+    }
+  });
+
+  it('given a line that names "data" twice, is laid out otherwise, or has a stream id with an escape, then it is not cut, and the cutting parser reads it by parsing', () => {
+    const e = event({ a: 1 });
+    const line = eventLine(e);
+    const { position, ...rest } = JSON.parse(line) as Record<string, unknown>;
+    const escaped = eventLine({ ...e, streamId: 'profile-"quoted"' });
+    const others = [
+      line.replace('"data":{"a":1}', '"data":{"z":0},"metadata":{},"position":"3","data":{"a":1}'),
+      JSON.stringify(JSON.parse(line), null, 1).replace(/\n/g, ''),
+      JSON.stringify({ position, ...rest }),
+      line.replace('"schemaVersion":2,', '"schemaVersion":2.0,'),
+      line.replace('"revision":"4"', '"revision":"4x"'),
+      line.replace('"data":{"a":1}', '"data":[1]'),
+      `${line.slice(0, -1)},"extra":1}`,
+      escaped,
+    ];
+    for (const text of others) {
+      expect(cutEventLine(text), text).toBeUndefined();
+      // Not event lines at all (a bad revision, a key too many): the parser refuses them.
+      if (text.includes('4x') || text.includes('"extra"')) continue;
+      const [read] = readKeepingJson(text, { cut: true });
+      expect(read!.data).toEqual(JSON.parse(text).data);
+    }
+    expect(readKeepingJson(escaped, { cut: true })[0]!.streamId).toBe('profile-"quoted"');
+  });
+
+  it('given a line that is not an event line at all, then the cutting parser refuses it as the parser does', () => {
+    const bad = eventLine(event({ a: 1 })).replace('"revision":"4"', '"revision":"4x"');
+    expect(() => readKeepingJson(bad, { cut: true })).toThrow(/is not an event line/);
   });
 });

@@ -18,9 +18,14 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readTar, TarPacker } from '../../adapters/archive/tar.js';
+import { SqliteEventStore } from '../../adapters/eventstore/sqlite-event-store.js';
+import { encodeRevokedEntry } from '../../adapters/pki/crl-encoder.js';
+import { SqliteProjectionStore, type ProjectionStoreOptions } from '../../projections/sqlite-projection-store.js';
 import { assertCliBuilt, cliBinPath, runCli, spawnCli, snapshotTree, type CliCommand, type CliResult, type FileFacts } from '../support/cli.js';
 import { assertOpenvpnLabAvailable, createNetns, startOpenvpnServer, tryConnect, type ConnectResult, type Netns, type OpenvpnServer } from '../support/openvpn-lab.js';
 
+const encodeCrlEntry: ProjectionStoreOptions['encodeCrlEntry'] = (e) =>
+  encodeRevokedEntry({ serialHex: e.serial, revokedAt: new Date(e.revokedAt), reason: e.reason });
 const BACKUP = 'ov_backup' as CliCommand;
 const RESTORE = 'ov_restore' as CliCommand;
 const RENEW_DUE = 'ov_user_renew_due' as CliCommand;
@@ -284,6 +289,25 @@ describe('ov_backup and ov_restore (built CLI, real OpenVPN in a namespace)', ()
     const before = log(source.state);
     expect(before).toHaveLength(10);
     expect(log(restored.state)).toEqual(before);
+  });
+
+  it('then its read models are exactly what a rebuild from its own event log makes (the restore projected in the thread that checked the events, and stored the rows in another)', async () => {
+    const file = new Database(join(restored.state, 'ledger.sqlite'), { readonly: true });
+    const scratch = mkdtempSync(join(tmpdir(), 'ovl-restored-copy-'));
+    await file.backup(join(scratch, 'ledger.sqlite'));
+    file.close();
+    const copy = new Database(join(scratch, 'ledger.sqlite'));
+    try {
+      const projections = new SqliteProjectionStore(copy, { encodeCrlEntry, readWorker: false });
+      const asRestored = projections.dump();
+      expect(asRestored['audit_log']).toHaveLength(10);
+      const log = new SqliteEventStore(copy);
+      expect(await projections.rebuild((after, limit) => log.readAll({ after, limit }))).toBe(10);
+      expect(projections.dump()).toEqual(asRestored);
+    } finally {
+      copy.close();
+      rmSync(scratch, { recursive: true, force: true });
+    }
   });
 
   it('then the CRL has the same serials, verifies against the restored CA, and its number went up', () => {
