@@ -7,9 +7,10 @@
 // (restore-staging-worker.ts). This thread, which parses and decodes every event for its checks,
 // also projects each one into rows and user facts and hands those over; the worker reads the lines
 // again from a spool file only to cut out their JSON text, and never parses or decodes an event.
-// (Before, it parsed and decoded every line again to project it itself: at 1M events its CPU went
-// from 27 s to 14-19 s with the rows handed over.) A dry run and a restore into EventStoreDB only
-// check; without the worker (tests) the store is filled in this thread from the same parse.
+// (Before, it parsed and decoded every line again to project it itself: at 1M events, in runs taken
+// in turn, it used 35-37 s of CPU, and 22 s with the rows handed over.) A dry run and a restore
+// into EventStoreDB only check; without the worker (tests) the store is filled in this thread from
+// the same parse.
 import { closeSync, existsSync, openSync, rmSync, writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
