@@ -55,9 +55,7 @@ function readTo(size: number, into: EventLineParser, fd: number): void {
     const n = readSync(fd, buffer, 0, Math.min(buffer.length, size - offset), offset);
     if (n === 0) throw new Error(`the spool of events.ndjson ends at ${offset} bytes, not ${size}`);
     offset += n;
-    into.push(buffer.subarray(0, n), (e) => {
-      pending.push({ streamId: e.streamId, revision: e.revision, type: e.type, schemaVersion: e.schemaVersion, data: e.data, metadata: e.metadata, json: e.json });
-    });
+    into.push(buffer.subarray(0, n), (e) => pending.push(e));
   }
 }
 

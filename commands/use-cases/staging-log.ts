@@ -49,7 +49,7 @@ export class StagingLogLoader implements EventSink {
   }
 
   add(e: ArchivedEvent, decoded: Envelope): void {
-    this.batch.push({ streamId: e.streamId, revision: e.revision, type: e.type, schemaVersion: e.schemaVersion, data: e.data, metadata: e.metadata, json: e.json });
+    this.batch.push(e);
     this.decoded.push(decoded);
     if (this.batch.length >= BATCH) this.flush();
   }
