@@ -16,6 +16,14 @@ const event = (data: unknown, metadata: unknown = { actor: 'ops', at: '2026-01-0
   metadata,
 });
 
+/** Data whose text holds what a cutter could trip over: quotes, braces and brackets in strings, an escaped backslash before a quote, newlines, non-ASCII. */
+const TRICKY_DATA = {
+  email: 'a"b@example.com',
+  nested: { metadata: { position: '1' }, list: [1, { a: '}]"{' }], back: 'ends in \\' },
+  pem: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n',
+  name: 'Spärck Jones ✓',
+};
+
 const readKeepingJson = (text: string, options: { keepJson?: boolean; cut?: boolean } = { keepJson: true }, format = '1.1'): ArchivedEvent[] => {
   const parser = new EventLineParser(format, options);
   const events: ArchivedEvent[] = [];
@@ -26,12 +34,7 @@ const readKeepingJson = (text: string, options: { keepJson?: boolean; cut?: bool
 
 describe('data and metadata as JSON text cut from an event line', () => {
   it('given a line as ov_backup writes it, then the text cut out is the serialised data and metadata', () => {
-    const data = {
-      email: 'a"b@example.com',
-      nested: { metadata: { position: '1' }, list: [1, { a: '}]"{' }], back: 'ends in \\' },
-      pem: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n',
-      name: 'Spärck Jones ✓',
-    };
+    const data = TRICKY_DATA;
     const e = event(data);
     const [read] = readKeepingJson(eventLine(e));
     expect(read!.json).toEqual({ data: JSON.stringify(data), metadata: JSON.stringify(e.metadata) });
@@ -75,15 +78,8 @@ describe('data and metadata as JSON text cut from an event line', () => {
 });
 
 describe('an event line cut apart without being parsed', () => {
-  const tricky = {
-    email: 'a"b@example.com',
-    nested: { metadata: { position: '1' }, list: [1, { a: '}]"{' }], back: 'ends in \\' },
-    pem: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n',
-    name: 'Spärck Jones ✓',
-  };
-
   it('given lines as ov_backup writes them, then each field and the data and metadata text are what parsing the line gives', () => {
-    for (const e of [event(tricky), event({}), { ...event({ serial: 'ab' }), type: 'ProfileResent', schemaVersion: 1, revision: 0n, position: 12345678901234n }]) {
+    for (const e of [event(TRICKY_DATA), event({}), { ...event({ serial: 'ab' }), type: 'ProfileResent', schemaVersion: 1, revision: 0n, position: 12345678901234n }]) {
       const line = eventLine(e);
       const [parsed] = readKeepingJson(line);
       const cut = cutEventLine(line);
