@@ -1,27 +1,35 @@
 // Not a command: the worker thread of a whole-log projection pass (see projection-read-pipeline.ts).
-// It reads the embedded log after a position through a read-only connection of its own, decodes
-// each event exactly as the single-thread pass does (zod and upcasters), projects it with the same
-// projectEvent into flat rows, and sends them a page at a time, never more than `window` pages
-// ahead of what the main thread inserted. The user rows it keeps, and sends once at the end, as
-// the table's columns in key order, after saying that the pages are all sent.
+// It claims pages of the embedded log from the counter it shares with the main thread, reads them
+// through a read-only connection of its own, decodes each event exactly as the single-thread pass
+// does (zod and upcasters), projects it with the same code into flat rows, and sends the rows a
+// page at a time, never more than `window` pages ahead of what the main thread took. The user
+// rows it folds itself, in log order: from its own pages, and from the user facts the main thread
+// sends of the pages it projected. Once every page is folded it sends the rows, as the table's
+// columns in key order.
 import { parentPort, workerData } from 'node:worker_threads';
 import * as E from 'fp-ts/lib/Either.js';
 import { SqliteLogReader } from '../adapters/eventstore/sqlite-event-store.js';
 import { decodeStoredEvent, describeDecodeError } from '../domain/upcasters.js';
-import { emptyRowPage, projectEvent, rowPageSink, sortedUserColumns } from './projected-rows.js';
-import type { MainMessage, ReadWorkerData, ReadWorkerMessage } from './projection-read-pipeline.js';
-import type { UserRow } from './user-list.js';
+import { emptyRowPage, foldUserFacts, projectEvent, projectEventRows, pushUserFact, rowPageSink, sortedUserColumns } from './projected-rows.js';
+import { pageCount, pageRange, type MainMessage, type ReadWorkerData, type ReadWorkerMessage } from './projection-read-pipeline.js';
+import { userFactOf, type UserRow } from './user-list.js';
 
 if (!parentPort) throw new Error('projection-read-worker.js is a worker thread of the projection store, not a command');
 const port = parentPort;
 const data = workerData as ReadWorkerData;
 const send = (m: ReadWorkerMessage): void => port.postMessage(m);
-const users = new Map<string, UserRow | undefined>(data.users);
+const claims = new Int32Array(data.claims);
+const pages = pageCount(data.after, data.head, data.pageSize);
+const users = new Map<string, UserRow | undefined>();
 const none = (): undefined => undefined;
+/** The user facts of pages projected but not yet folded (an earlier page is not folded yet). */
+const unfolded = new Map<number, readonly unknown[]>();
 
 let reader: SqliteLogReader | undefined;
-let after = data.after;
+/** The next page to fold into the user rows. */
+let folded = 0;
 let unacknowledged = 0;
+let claimedAll = false;
 let done = false;
 
 function finish(m: ReadWorkerMessage): void {
@@ -31,32 +39,53 @@ function finish(m: ReadWorkerMessage): void {
   port.close();
 }
 
-/** Reads, decodes and projects pages until `window` are in flight or the log ends. */
+/** Folds the pages whose facts are in, in order; when all are, sends the user rows. */
+function foldInOrder(): void {
+  for (let facts = unfolded.get(folded); facts !== undefined; facts = unfolded.get(folded)) {
+    unfolded.delete(folded);
+    foldUserFacts(facts, users);
+    folded++;
+  }
+  if (folded === pages && !done) finish({ kind: 'end', userColumns: sortedUserColumns(users) });
+}
+
+/** Claims, reads, decodes and projects pages until `window` are in flight or all are claimed. */
 function fill(): void {
   try {
     reader ??= new SqliteLogReader(data.file);
-    while (!done && unacknowledged < data.window) {
-      const stored = reader.readAll({ after, limit: data.pageSize });
-      if (stored.length === 0) {
-        send({ kind: 'drained' });
-        return finish({ kind: 'end', userColumns: sortedUserColumns(users) });
+    while (!done && !claimedAll && unacknowledged < data.window) {
+      const index = Atomics.add(claims, 0, 1);
+      if (index >= pages) {
+        claimedAll = true;
+        break;
       }
+      const range = pageRange(data, index);
+      const stored = reader.readAll({ after: range.after, limit: data.pageSize });
       const page = emptyRowPage();
-      page.first = stored[0]!.position;
       const sink = rowPageSink(page);
+      // A page next in line is folded as it is projected; a later one keeps its facts until the
+      // pages before it (the main thread's) are folded.
+      const inLine = index === folded;
+      const facts: unknown[] = [];
       for (const s of stored) {
+        if (s.position > range.upTo) break;
         const decoded = decodeStoredEvent(s);
         if (E.isLeft(decoded)) {
-          if (page.count > 0) send({ kind: 'page', ...page });
-          return finish({ kind: 'invalid', position: s.position, streamId: s.streamId, message: describeDecodeError(decoded.left) });
+          return finish({ kind: 'invalid', index, position: s.position, streamId: s.streamId, message: describeDecodeError(decoded.left) });
         }
-        projectEvent(decoded.right, sink, users, none);
-        page.count++;
+        if (inLine) projectEvent(decoded.right, sink, users, none);
+        else {
+          const profileEvent = projectEventRows(decoded.right, sink);
+          if (profileEvent) pushUserFact(facts, profileEvent.streamId, userFactOf(profileEvent));
+        }
+        if (page.count++ === 0) page.first = s.position;
         page.last = s.position;
       }
-      after = page.last;
       unacknowledged++;
-      send({ kind: 'page', ...page });
+      send({ kind: 'page', index, ...page });
+      if (inLine) folded++;
+      else unfolded.set(index, facts);
+      foldInOrder();
     }
   } catch (error) {
     finish({ kind: 'failed', message: error instanceof Error ? error.message : String(error) });
@@ -64,8 +93,11 @@ function fill(): void {
 }
 
 port.on('message', (m: MainMessage) => {
-  if (m.kind !== 'ack' || done) return;
-  unacknowledged--;
+  if (done) return;
+  if (m.kind === 'facts') {
+    unfolded.set(m.index, m.facts);
+    foldInOrder();
+  } else unacknowledged--;
   fill();
 });
 fill();

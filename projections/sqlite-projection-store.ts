@@ -9,10 +9,10 @@ import { decodeStoredEvent, describeDecodeError, type StoredEventLike } from '..
 import type { CalendarDate, CrlReason, Traffic } from '../domain/values.js';
 import type { AuditRecord } from './audit-history.js';
 import type { CrlEntry } from './crl-entries.js';
-import type { UserRow } from './user-list.js';
+import { userFactOf, type UserRow } from './user-list.js';
 import { evolveGateway, type GatewayRow } from './gateway.js';
-import { foldUserFacts, projectEvent, sortedUserColumns, userColumns, type RowPage, type RowSink } from './projected-rows.js';
-import { PipelinedDecodeError, ReadPipeline, ReadWorkerUnavailable, readWorkerScript, type ProjectedPage } from './projection-read-pipeline.js';
+import { emptyRowPage, foldUserFacts, projectEvent, projectEventRows, pushUserFact, rowPageSink, sortedUserColumns, userColumns, type RowPage, type RowSink } from './projected-rows.js';
+import { ReadPipeline, ReadWorkerUnavailable, readWorkerScript, type Delivery, type ProjectedPage } from './projection-read-pipeline.js';
 import { sqliteLogPageSource } from '../adapters/eventstore/sqlite-event-store.js';
 
 type Db = BetterSqlite3.Database;
@@ -71,6 +71,13 @@ CREATE TABLE IF NOT EXISTS gateway (
 
 const noUserRow = (): undefined => undefined;
 
+/** What a whole-log pass projected: how many events, the last position, the user rows (sortedUserColumns). */
+interface WholeLogPass {
+  readonly applied: number;
+  readonly last: bigint;
+  readonly userColumns: readonly (readonly unknown[])[];
+}
+
 // The indexes of users (see USER_INDEXES) and audit_log are created by the constructor, beside
 // SCHEMA: a whole-log pass drops them and builds them once after the rows.
 const USER_INDEXES = [
@@ -94,6 +101,8 @@ const WHOLE_LOG_PAGE = 20_000;
 // Pages of the read worker, and how many it may decode ahead of the pages applied.
 const PIPELINE_PAGE = 2_000;
 const PIPELINE_WINDOW = 8;
+// Pages this thread projected itself that wait for earlier ones from the worker, at most.
+const MAX_PAGES_AHEAD = 2;
 // Audit rows go in AUDIT_ROWS_PER_INSERT at a time: one statement step instead of 64.
 const AUDIT_ROWS_PER_INSERT = 64;
 // The page cache of a whole-log pass with the read worker (KiB).
@@ -259,87 +268,27 @@ export class SqliteProjectionStore {
       }
       this.clear();
       for (const index of [...AUDIT_INDEXES, ...USER_INDEXES]) this.db.exec(`DROP INDEX IF EXISTS ${index.name}`);
-      const users = new Map<string, UserRow | undefined>();
-      let userColumns: readonly (readonly unknown[])[] | undefined;
-      let last = 0n;
-      let applied = 0;
-      let pass: 'single' | 'pipelined' = 'single';
-      let pipeline: ReadPipeline | undefined;
-      try {
-        for (;;) {
-          const page = await readAll(last, WHOLE_LOG_PAGE);
-          if (page.length === 0) break;
-          // A long embedded log: a worker reads, decodes and projects it from the start (this
-          // page too) while this thread inserts the rows.
-          if (last === 0n && page.length === WHOLE_LOG_PAGE && (pipeline = this.startReadPipeline(page))) break;
-          for (const stored of page) {
-            this.apply(this.decode(stored), users, false);
-            last = stored.position;
-          }
-          applied += page.length;
+      let pass: WholeLogPass | undefined;
+      let pipelined = false;
+      const first = await readAll(0n, WHOLE_LOG_PAGE);
+      // A long embedded log: a worker thread shares the reading and decoding with this one.
+      const pipeline = first.length === WHOLE_LOG_PAGE ? this.startReadPipeline(first) : undefined;
+      if (pipeline) {
+        try {
+          pass = await this.projectPipelined(pipeline, readAll);
+          pipelined = pass !== undefined;
+        } finally {
+          await pipeline.close();
         }
-        // With the worker, this thread only inserts: a larger page cache keeps the tables' B-trees
-        // in memory (measured: faster; in one thread it made no difference, only a larger RSS).
-        // And it waits for the worker's pages often enough to keep the (type, at) index as it goes,
-        // which is nearly in insertion order: 1M events, the pass took as long, the final index
-        // builds 1.9 s instead of 3.1 s. The (stream, position) index, kept as well, slowed the
-        // pass by 3 s, so it is still built at the end. (Only here, where this thread would wait
-        // anyway: kept by the one thread of a restore's staging store, it cost 5 s to save 0.6 s.)
-        if (pipeline) {
-          this.db.pragma(`cache_size = -${WHOLE_LOG_CACHE_KIB}`);
-          this.db.exec(AUDIT_BY_TYPE_AT.create);
-        }
-        while (pipeline) {
-          let next: Awaited<ReturnType<ReadPipeline['next']>>;
-          try {
-            next = await pipeline.next();
-          } catch (error) {
-            if (error instanceof PipelinedDecodeError) {
-              throw new ProjectionDecodeError(`event at position ${error.position} (${error.streamId}): ${error.detail}`);
-            }
-            if (!(error instanceof ReadWorkerUnavailable)) throw error;
-            // The worker never got going: this thread reads the log itself.
-            await pipeline.close();
-            pipeline = undefined;
-            for (;;) {
-              const page = await readAll(last, WHOLE_LOG_PAGE);
-              if (page.length === 0) break;
-              for (const stored of page) {
-                this.apply(this.decode(stored), users, false);
-                last = stored.position;
-              }
-              applied += page.length;
-            }
-            break;
-          }
-          if ('drained' in next) {
-            // Every page is in; while the worker sorts and serialises the user rows, this thread
-            // builds the audit indexes (which the end would otherwise wait for as well).
-            this.flushAudit();
-            for (const index of AUDIT_INDEXES) this.db.exec(index.create);
-            continue;
-          }
-          if ('userColumns' in next) {
-            userColumns = next.userColumns;
-            pass = 'pipelined';
-            break;
-          }
-          if (next.first <= last) throw new Error(`internal error: position ${next.first} projected after ${last}`);
-          this.insertRows(next);
-          last = next.last;
-          applied += next.count;
-        }
-      } finally {
-        await pipeline?.close();
       }
+      pass ??= await this.projectInThisThread(readAll, pipeline ? undefined : first);
       this.flushAudit();
-      if (userColumns) this.insertUserColumns(userColumns);
-      else this.writeUsers(users, true);
+      this.insertUserColumns(pass.userColumns);
       for (const index of [...AUDIT_INDEXES, ...USER_INDEXES]) this.db.exec(index.create);
-      if (last > 0n) this.stmt.setCheckpoint.run(last.toString());
+      if (pass.last > 0n) this.stmt.setCheckpoint.run(pass.last.toString());
       this.db.exec('COMMIT');
-      this.lastWholeLogPass = pass;
-      return applied;
+      this.lastWholeLogPass = pipelined ? 'pipelined' : 'single';
+      return pass.applied;
     } catch (error) {
       this.auditRows.length = 0;
       if (this.db.inTransaction) this.db.exec('ROLLBACK');
@@ -347,6 +296,120 @@ export class SqliteProjectionStore {
     } finally {
       this.db.pragma(`cache_size = ${cacheSize}`);
     }
+  }
+
+  /** The whole log read, decoded and projected here; `first` is its first page when already read. */
+  private async projectInThisThread(
+    readAll: ReadAllPage,
+    first: readonly StoredEventLike[] | undefined,
+  ): Promise<WholeLogPass> {
+    const users = new Map<string, UserRow | undefined>();
+    let last = 0n;
+    let applied = 0;
+    for (let page = first ?? (await readAll(last, WHOLE_LOG_PAGE)); page.length > 0; page = await readAll(last, WHOLE_LOG_PAGE)) {
+      for (const stored of page) {
+        this.apply(this.decode(stored), users, false);
+        last = stored.position;
+      }
+      applied += page.length;
+    }
+    return { applied, last, userColumns: sortedUserColumns(users) };
+  }
+
+  /**
+   * The whole log with the read worker: this thread inserts every page's rows in log order, and
+   * whenever the next page is not in yet it claims one and projects it itself, handing the
+   * worker its user facts. Undefined when the worker never got going (nothing inserted then).
+   */
+  private async projectPipelined(
+    pipeline: ReadPipeline,
+    readAll: ReadAllPage,
+  ): Promise<WholeLogPass | undefined> {
+    // With the worker, this thread has time to spare: a larger page cache keeps the tables'
+    // B-trees in memory (measured: faster; in one thread it made no difference, only a larger
+    // RSS). And the (type, at) index is kept as the rows go in, which is nearly in insertion
+    // order: 1M events, the pass took as long, the final index builds 1.9 s instead of 3.1 s. The
+    // (stream, position) index, kept as well, slowed the pass by 3 s, so it is built at the end.
+    this.db.pragma(`cache_size = -${WHOLE_LOG_CACHE_KIB}`);
+    this.db.exec(AUDIT_BY_TYPE_AT.create);
+    /** Pages projected (by either thread) that are not next in line yet, or their first invalid event. */
+    const ahead = new Map<number, RowPage | Error>();
+    let next = 0;
+    let last = 0n;
+    let applied = 0;
+    let userColumns: readonly (readonly unknown[])[] | undefined;
+    const take = (delivery: Delivery): void => {
+      if (delivery.kind === 'end') userColumns = delivery.userColumns;
+      else if (delivery.kind === 'page') ahead.set(delivery.index, delivery.page);
+      else {
+        const e = delivery.error;
+        ahead.set(delivery.index, new ProjectionDecodeError(`event at position ${e.position} (${e.streamId}): ${e.detail}`));
+      }
+    };
+    try {
+      while (next < pipeline.pages) {
+        const page = ahead.get(next);
+        if (page !== undefined) {
+          ahead.delete(next);
+          if (page instanceof Error) throw page;
+          if (page.count > 0) {
+            if (page.first <= last) throw new Error(`internal error: position ${page.first} projected after ${last}`);
+            this.insertRows(page);
+            last = page.last;
+            applied += page.count;
+          }
+          next++;
+          continue;
+        }
+        const delivered = await pipeline.poll();
+        if (delivered) {
+          take(delivered);
+          continue;
+        }
+        const claimed = ahead.size < MAX_PAGES_AHEAD ? pipeline.claim() : undefined;
+        if (claimed) ahead.set(claimed.index, await this.projectClaimedPage(pipeline, readAll, claimed));
+        else take(await pipeline.next());
+      }
+      this.flushAudit();
+      // Every page is in; while the worker folds the last facts and serialises the user rows,
+      // this thread builds the audit indexes (which the end would otherwise wait for as well).
+      for (const index of AUDIT_INDEXES) this.db.exec(index.create);
+      while (!userColumns) take(await pipeline.next());
+      return { applied, last, userColumns };
+    } catch (error) {
+      if (!(error instanceof ReadWorkerUnavailable)) throw error;
+      // The worker never got going: this thread reads the log itself, from the start again.
+      this.auditRows.length = 0;
+      this.clear();
+      return undefined;
+    }
+  }
+
+  /** A page claimed by this thread, projected as the worker does; its user facts go to the worker. */
+  private async projectClaimedPage(
+    pipeline: ReadPipeline,
+    readAll: ReadAllPage,
+    claimed: { readonly index: number; readonly after: bigint; readonly upTo: bigint },
+  ): Promise<RowPage | Error> {
+    const page = emptyRowPage();
+    const sink = rowPageSink(page);
+    const facts: unknown[] = [];
+    for (const stored of await readAll(claimed.after, PIPELINE_PAGE)) {
+      if (stored.position > claimed.upTo) break;
+      let event: Envelope;
+      try {
+        event = this.decode(stored);
+      } catch (error) {
+        if (error instanceof ProjectionDecodeError) return error;
+        throw error;
+      }
+      const profileEvent = projectEventRows(event, sink);
+      if (profileEvent) pushUserFact(facts, profileEvent.streamId, userFactOf(profileEvent));
+      if (page.count++ === 0) page.first = stored.position;
+      page.last = stored.position;
+    }
+    pipeline.facts(claimed.index, facts);
+    return page;
   }
 
   /**
@@ -454,7 +517,8 @@ export class SqliteProjectionStore {
     const script = readWorkerScript(this.options.readWorker);
     if (!script) return undefined;
     try {
-      return new ReadPipeline(script, { file: this.db.name, after: 0n, pageSize: PIPELINE_PAGE, window: PIPELINE_WINDOW, users: [] });
+      const claims = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT);
+      return new ReadPipeline(script, { file: this.db.name, after: 0n, head: source.head(), pageSize: PIPELINE_PAGE, window: PIPELINE_WINDOW, claims });
     } catch {
       return undefined;
     }

@@ -189,7 +189,7 @@ export class SqliteEventStore implements EventStore {
     const page = rows.map(toRecordedEvent);
     // Says where the page came from, so that a whole-log projection pass over this connection's
     // own file may read the following pages with a second connection (see sqliteLogPageSource).
-    Object.defineProperty(page, LOG_PAGE_SOURCE, { value: { db: this.db } satisfies SqliteLogPageSource });
+    Object.defineProperty(page, LOG_PAGE_SOURCE, { value: { db: this.db, head: () => this.headPositionSync() } satisfies SqliteLogPageSource });
     return page;
   }
 
@@ -302,6 +302,8 @@ const LOG_PAGE_SOURCE = Symbol.for('ovpn-ledger.sqlite-log-page-source');
 /** The connection a readAll page was read through, when it is a page of a SqliteEventStore as read. */
 export interface SqliteLogPageSource {
   readonly db: Database.Database;
+  /** The position of the newest event in the log (0 when empty). */
+  head(): bigint;
 }
 
 /**
