@@ -10,8 +10,9 @@
 // then times SqliteProjectionStore.rebuild in-process: wall, CPU (user + system, every thread),
 // peak RSS. Modes: `auto` is what a command does (the read-and-decode worker when its script is
 // there), `single` forces the single-thread path. Runs alternate between modes so that both see
-// the same machine; the table gives every run and the best of each mode, with the load average
-// (1 min) before and after each run: other work on this machine slows every figure.
+// the same machine; the table gives every run, the best and (from 3 runs) the median of each
+// mode, with the load average (1 min) before and after each run and the share of CPU time the
+// hypervisor gave to other guests meanwhile: other work on this machine slows every figure.
 
 import { spawnSync } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
@@ -26,6 +27,7 @@ import { encodeRevokedEntry } from '../../adapters/pki/crl-encoder.js';
 import { openSqliteDatabase } from '../../adapters/sqlite/open-database.js';
 import type { Traffic } from '../../domain/values.js';
 import { SqliteProjectionStore } from '../../projections/sqlite-projection-store.js';
+import { cpuTimes, stealBetween } from './cpu-steal.js';
 import { appendPlanned, planEvents, projectionDigest, PROJECTION_TABLES } from './seeding.js';
 
 const DAY = 86_400_000;
@@ -176,15 +178,18 @@ async function child(options: Options, mode: Mode): Promise<void> {
   }
 }
 
-function runChild(options: Options, mode: Mode): RunResult & { loadBefore: string; loadAfter: string } {
+type RunRow = RunResult & { loadBefore: string; loadAfter: string; steal: string };
+
+function runChild(options: Options, mode: Mode): RunRow {
   const loadBefore = load1();
+  const timesBefore = cpuTimes();
   const r = spawnSync(process.execPath, [HERE, '--child', mode, '--file', options.file, '--events', String(options.events), '--profiles', String(options.profiles)], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
     maxBuffer: 1 << 20,
   });
   if (r.status !== 0) throw new Error(`the ${mode} run exited ${String(r.status)}`);
-  return { ...(JSON.parse(r.stdout.trim().split('\n').at(-1)!) as RunResult), loadBefore, loadAfter: load1() };
+  return { ...(JSON.parse(r.stdout.trim().split('\n').at(-1)!) as RunResult), loadBefore, loadAfter: load1(), steal: stealBetween(timesBefore, cpuTimes()) };
 }
 
 // ---- the run -----------------------------------------------------------------------------------
@@ -198,14 +203,14 @@ async function main(): Promise<void> {
     if (options.reuse) log(`${options.file} holds ${have < 0 ? 'no log' : `${int(have)} events`}, not ${int(options.events)}: seeding it again`);
     await seed(options);
   }
-  const rows: Array<RunResult & { loadBefore: string; loadAfter: string }> = [];
+  const rows: RunRow[] = [];
   for (let run = 0; run < options.runs; run++) {
     for (const mode of options.modes) {
       log(`run ${run + 1}/${options.runs}, ${mode}`);
       rows.push(runChild(options, mode));
     }
   }
-  const header = ['mode', 'run', 'events', 'wall s', 'CPU s', 'events/s', 'peak RSS MB', 'load 1m before→after'];
+  const header = ['mode', 'run', 'events', 'wall s', 'CPU s', 'events/s', 'peak RSS MB', 'load 1m before→after', 'CPU stolen'];
   const line = (r: (typeof rows)[number], label: string): string[] => [
     r.mode + (r.mode === 'auto' ? (r.pipelined ? ' (pipelined)' : ' (single thread)') : ''),
     label,
@@ -215,20 +220,24 @@ async function main(): Promise<void> {
     int(r.applied / (r.wallMs / 1000)),
     int(r.peakRssKb / 1024),
     `${r.loadBefore}→${r.loadAfter}`,
+    r.steal,
   ];
   const table: string[][] = [header];
   for (const mode of options.modes) {
     const mine = rows.filter((r) => r.mode === mode);
     mine.forEach((r, i) => table.push(line(r, String(i + 1))));
-    const best = mine.reduce((a, b) => (b.wallMs < a.wallMs ? b : a));
-    table.push(line(best, 'best'));
+    const byWall = [...mine].sort((a, b) => a.wallMs - b.wallMs);
+    table.push(line(byWall[0]!, 'best'));
+    if (mine.length >= 3) table.push(line(byWall[Math.floor(byWall.length / 2)]!, 'median'));
   }
   const widths = header.map((_, c) => Math.max(...table.map((row) => row[c]!.length)));
   for (const row of table) console.log(row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  '));
   const digests = new Set(rows.map((r) => r.digest));
   console.log(digests.size === 1 ? `every run gave the identical read models (sha256 ${[...digests][0]!.slice(0, 16)}…)` : `READ MODELS DIFFER between runs: ${[...digests].join(', ')}`);
-  const best = Math.max(...rows.map((r) => r.applied / (r.wallMs / 1000)));
-  console.log(`target: at least 50,000 events/s; best ${int(best)} events/s: ${best >= 50_000 ? 'pass' : 'fail'}`);
+  const rates = rows.map((r) => r.applied / (r.wallMs / 1000)).sort((a, b) => b - a);
+  const best = rates[0]!;
+  const median = rates[Math.floor(rates.length / 2)]!;
+  console.log(`target: at least 50,000 events/s; best ${int(best)} events/s: ${best >= 50_000 ? 'pass' : 'fail'}; median of ${rates.length} runs ${int(median)} events/s`);
   if (digests.size !== 1) process.exitCode = 1;
 }
 
