@@ -151,6 +151,8 @@ export class SqliteProjectionStore {
   private readonly stmt;
   /** How the last whole-log pass ran (for benchmarks and tests). */
   lastWholeLogPass: 'single' | 'pipelined' | undefined;
+  /** Of the last pass with the read worker, how many pages each thread projected (for benchmarks and tests). */
+  lastPipelinedPages: { readonly worker: number; readonly thisThread: number } | undefined;
   /** Audit rows not yet inserted, six values each; flushed before every commit. */
   private readonly auditRows: unknown[] = [];
   /** Where projectEvent puts the rows of an event: into the tables (the audit rows buffered). */
@@ -268,6 +270,7 @@ export class SqliteProjectionStore {
       }
       this.clear();
       for (const index of [...AUDIT_INDEXES, ...USER_INDEXES]) this.db.exec(`DROP INDEX IF EXISTS ${index.name}`);
+      this.lastPipelinedPages = undefined;
       let pass: WholeLogPass | undefined;
       let pipelined = false;
       const first = await readAll(0n, WHOLE_LOG_PAGE);
@@ -338,6 +341,7 @@ export class SqliteProjectionStore {
     let last = 0n;
     let applied = 0;
     let userColumns: readonly (readonly unknown[])[] | undefined;
+    let projectedHere = 0;
     const take = (delivery: Delivery): void => {
       if (delivery.kind === 'end') userColumns = delivery.userColumns;
       else if (delivery.kind === 'page') ahead.set(delivery.index, delivery.page);
@@ -367,7 +371,10 @@ export class SqliteProjectionStore {
           continue;
         }
         const claimed = ahead.size < MAX_PAGES_AHEAD ? pipeline.claim() : undefined;
-        if (claimed) ahead.set(claimed.index, await this.projectClaimedPage(pipeline, readAll, claimed));
+        if (claimed) {
+          ahead.set(claimed.index, await this.projectClaimedPage(pipeline, readAll, claimed));
+          projectedHere++;
+        }
         else take(await pipeline.next());
       }
       this.flushAudit();
@@ -375,6 +382,7 @@ export class SqliteProjectionStore {
       // this thread builds the audit indexes (which the end would otherwise wait for as well).
       for (const index of AUDIT_INDEXES) this.db.exec(index.create);
       while (!userColumns) take(await pipeline.next());
+      this.lastPipelinedPages = { worker: pipeline.pages - projectedHere, thisThread: projectedHere };
       return { applied, last, userColumns };
     } catch (error) {
       if (!(error instanceof ReadWorkerUnavailable)) throw error;

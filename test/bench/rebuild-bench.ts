@@ -142,6 +142,8 @@ interface RunResult {
   readonly peakRssKb: number;
   readonly digest: string;
   readonly pipelined: boolean;
+  /** Pages the command's own thread projected, of all pages, when the read worker ran. */
+  readonly pagesHere: string;
 }
 
 
@@ -163,6 +165,7 @@ async function child(options: Options, mode: Mode): Promise<void> {
     const applied = await projections.rebuild((after, limit) => store.readAll({ after, limit }));
     const cpu = process.cpuUsage(cpuStart);
     const wallMs = performance.now() - start;
+    const pages = projections.lastPipelinedPages;
     const result: RunResult = {
       mode,
       applied,
@@ -171,6 +174,7 @@ async function child(options: Options, mode: Mode): Promise<void> {
       peakRssKb: process.resourceUsage().maxRSS,
       digest: projectionDigest(db),
       pipelined: projections.lastWholeLogPass === 'pipelined',
+      pagesHere: pages ? `${pages.thisThread}/${pages.worker + pages.thisThread}` : '-',
     };
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } finally {
@@ -210,7 +214,7 @@ async function main(): Promise<void> {
       rows.push(runChild(options, mode));
     }
   }
-  const header = ['mode', 'run', 'events', 'wall s', 'CPU s', 'events/s', 'peak RSS MB', 'load 1m before→after', 'CPU stolen'];
+  const header = ['mode', 'run', 'events', 'wall s', 'CPU s', 'events/s', 'peak RSS MB', 'pages in main thread', 'load 1m before→after', 'CPU stolen'];
   const line = (r: (typeof rows)[number], label: string): string[] => [
     r.mode + (r.mode === 'auto' ? (r.pipelined ? ' (pipelined)' : ' (single thread)') : ''),
     label,
@@ -219,6 +223,7 @@ async function main(): Promise<void> {
     (r.cpuMs / 1000).toFixed(2),
     int(r.applied / (r.wallMs / 1000)),
     int(r.peakRssKb / 1024),
+    r.pagesHere,
     `${r.loadBefore}→${r.loadAfter}`,
     r.steal,
   ];

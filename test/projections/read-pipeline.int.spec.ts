@@ -1,7 +1,8 @@
 // The whole-log pass with its read worker (projections/projection-read-worker.ts, run from the
 // build: `npm run build` first) gives exactly the read models of the single-thread pass and of a
-// catch-up a page at a time, fails on an invalid stored event with the single thread's error, and
-// runs in one thread when the worker's script is missing.
+// catch-up a page at a time, however the pages are shared between the worker and the main thread
+// and whatever gaps the positions have; it fails on an invalid stored event with the single
+// thread's error, and runs in one thread when the worker's script is missing.
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +18,7 @@ import { PEM } from '../domain/profile-fixtures.js';
 import { randomSerial, SyntheticProfiles, type SyntheticProfile } from '../support/synthetic-profile-events.js';
 
 const WORKER = new URL('../../dist/projections/projection-read-worker.js', import.meta.url);
+const SLOW_WORKER = new URL('./fixtures/read-worker-slow.mjs', import.meta.url);
 const encodeCrlEntry: ProjectionStoreOptions['encodeCrlEntry'] = (e) =>
   encodeRevokedEntry({ serialHex: e.serial, revokedAt: new Date(e.revokedAt), reason: e.reason });
 
@@ -105,6 +107,43 @@ describe('the whole-log pass with a read worker', () => {
     expect(paged.dump()).toEqual(withWorker);
   });
 
+  it('given a worker slower than the main thread, when rebuilt, then the main thread projects pages too and every read model is as the single thread makes it', async () => {
+    const db = openDb();
+    const events = seed(db);
+    const readAll = readAllOf(db);
+    const single = new SqliteProjectionStore(db, { encodeCrlEntry, readWorker: false });
+    await single.rebuild(readAll);
+    const expected = single.dump();
+
+    const shared = new SqliteProjectionStore(db, { encodeCrlEntry, readWorker: SLOW_WORKER });
+    expect(await shared.rebuild(readAll)).toBe(events);
+    expect(shared.lastWholeLogPass).toBe('pipelined');
+    const pages = shared.lastPipelinedPages!;
+    expect(pages.worker + pages.thisThread).toBe(Math.ceil(events / 2_000));
+    expect(pages.thisThread).toBeGreaterThan(0);
+    expect(pages.worker).toBeGreaterThan(0);
+    expect(shared.dump()).toEqual(expected);
+  });
+
+  it('given a log whose positions have gaps (events deleted by hand), when rebuilt with the worker, then it projects what is there as the single thread does', async () => {
+    const db = openDb();
+    const events = seed(db);
+    // Every seventh event over several pages, and all of one whole page (the pass's pages are
+    // ranges of 2,000 positions).
+    const deleted = db.prepare('DELETE FROM events WHERE (position BETWEEN 3000 AND 9000 AND position % 7 = 0) OR position BETWEEN 12001 AND 14000').run().changes;
+    expect(deleted).toBe(857 + 2_000);
+    const readAll = readAllOf(db);
+    const single = new SqliteProjectionStore(db, { encodeCrlEntry, readWorker: false });
+    expect(await single.rebuild(readAll)).toBe(events - deleted);
+    const expected = single.dump();
+    for (const readWorker of [WORKER, SLOW_WORKER]) {
+      const pipelined = new SqliteProjectionStore(db, { encodeCrlEntry, readWorker });
+      expect(await pipelined.rebuild(readAll)).toBe(events - deleted);
+      expect(pipelined.lastWholeLogPass).toBe('pipelined');
+      expect(pipelined.dump()).toEqual(expected);
+    }
+  });
+
   it('given an invalid event far into the log, when rebuilt with the worker, then it fails as the single thread does and leaves the read models empty', async () => {
     const db = openDb();
     seed(db, { round: 8, profile: 2_000 });
@@ -120,10 +159,13 @@ describe('the whole-log pass with a read worker', () => {
       return error;
     };
     const pipelined = await failure({ readWorker: WORKER });
+    const shared = await failure({ readWorker: SLOW_WORKER });
     const single = await failure({ readWorker: false });
     expect(pipelined).toBeInstanceOf(ProjectionDecodeError);
+    expect(shared).toBeInstanceOf(ProjectionDecodeError);
     expect(single).toBeInstanceOf(ProjectionDecodeError);
     expect((pipelined as Error).message).toBe((single as Error).message);
+    expect((shared as Error).message).toBe((single as Error).message);
     expect((single as Error).message).toMatch(/^event at position 26001 \(profile-p[0-9a-f]{24}\): ProfileResent version 1 does not match its schema: serial /);
   });
 
