@@ -84,7 +84,8 @@ export class LogReplay {
       this.gatewayRevision = stored.revision;
       this.gateway = evolveGateway(this.gateway, event as Envelope<GatewayEvent>);
     } else {
-      if (!PROFILE_STREAM.test(stored.streamId)) fail('not a stream this ledger writes');
+      // The name is checked when a stream first appears: a known one passed already.
+      if (!this.streams.has(stored.streamId) && !PROFILE_STREAM.test(stored.streamId)) fail('not a stream this ledger writes');
       if (isGatewayEvent(event)) fail(`${event.type} outside the gateway stream`);
       if (!this.gateway) fail('a profile event before the gateway was initialised');
       this.applyProfileEvent(stored.streamId, stored.revision, event as Envelope<ProfileEvent>, fail);
