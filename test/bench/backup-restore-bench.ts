@@ -47,6 +47,7 @@ import { addDays, endOfUtcDay, utcDateOf, type CalendarDate, type Traffic } from
 import { DEFAULT_DNS_SETTINGS } from '../../infra/config/dns-conf.js';
 import { SqliteProjectionStore } from '../../projections/sqlite-projection-store.js';
 import { mulberry32, SerialSource } from './seeding.js';
+import { cpuTimes, stealBetween } from './cpu-steal.js';
 
 const DAY = 86_400_000;
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -776,8 +777,16 @@ async function main(): Promise<number> {
     // previous one's writeback, which on this VM slowed the restore by up to 10 s.
     const settleDisk = () => spawnSync('sync', [], { stdio: 'ignore' });
     settleDisk();
+    // The share of CPU time the hypervisor gave to other guests during each measured command.
+    const stolen: string[] = [];
+    const watched = async <T>(label: string, command: () => Promise<T>): Promise<T> => {
+      const before = cpuTimes();
+      const result = await command();
+      stolen.push(`${label} ${stealBetween(before, cpuTimes())}`);
+      return result;
+    };
     log('ov_backup');
-    const backup = await cli(source, 'ov_backup', ['--output-dir', backups]);
+    const backup = await watched('ov_backup', () => cli(source, 'ov_backup', ['--output-dir', backups]));
     rows.push(timed('ov_backup --output-dir', backup));
     if (backup.code !== 0) throw new Error(`ov_backup exited ${String(backup.code)}:\n${backup.stdout}\n${backup.stderr}`);
     const archives = readdirSync(backups).filter((f) => f.endsWith('.tar.gz'));
@@ -787,15 +796,16 @@ async function main(): Promise<number> {
 
     settleDisk();
     log('ov_restore --dry-run');
-    const dry = await cli(restored, 'ov_restore', ['--dry-run', archive]);
+    const dry = await watched('dry run', () => cli(restored, 'ov_restore', ['--dry-run', archive]));
     rows.push(timed('ov_restore --dry-run', dry));
     if (dry.code !== 0) throw new Error(`ov_restore --dry-run exited ${String(dry.code)}:\n${dry.stdout}\n${dry.stderr}`);
     const wroteNothing = !existsSync(restored.stateDir) && !existsSync(restored.configDir);
 
     settleDisk();
     log('ov_restore');
-    const restore = await cli(restored, 'ov_restore', [archive]);
+    const restore = await watched('restore', () => cli(restored, 'ov_restore', [archive]));
     rows.push(timed('ov_restore (into a fresh OVL_STATE_DIR)', restore));
+    notes.push(`CPU time stolen from this VM (/proc/stat): ${stolen.join(', ')}`);
     if (restore.code !== 0) throw new Error(`ov_restore exited ${String(restore.code)}:\n${restore.stdout}\n${restore.stderr}`);
 
     log('comparing');
