@@ -72,9 +72,24 @@ function at(list: readonly DerElement[], index: number, tag: number, what: strin
 const PEM_BLOCKS = new Map<string, RegExp>();
 // eslint-disable-next-line no-control-regex
 const NON_ASCII = /[^\u0000-\u007f]/;
+/** A PEM body of base64 and ASCII white space only: what every PEM this project writes holds. */
+const ASCII_BODY = /^[A-Za-z0-9+/=\t\n\v\f\r ]+$/;
 
 /** DER of the first PEM block of `label` in `pem`. */
 export function pemBody(pem: string, label: string): Buffer | undefined {
+  // The common case first, without the general pattern (a restore reads 100,000 certificates and
+  // as many keys, and the pattern with its capture took about 5 µs of each): when the text from
+  // the first BEGIN marker to the first END marker after it is all base64 and ASCII white space,
+  // that is the block the pattern finds too.
+  const begin = `-----BEGIN ${label}-----`;
+  const at = pem.indexOf(begin);
+  if (at < 0) return undefined;
+  const start = at + begin.length;
+  const stop = pem.indexOf(`-----END ${label}-----`, start);
+  if (stop > start) {
+    const body = pem.slice(start, stop);
+    if (ASCII_BODY.test(body)) return Buffer.from(body, 'base64');
+  }
   let block = PEM_BLOCKS.get(label);
   if (!block) {
     block = new RegExp(`-----BEGIN ${label}-----([A-Za-z0-9+/=\\s]+)-----END ${label}-----`);

@@ -198,10 +198,53 @@ export interface DerElement {
   readonly content: Buffer;
 }
 
+/**
+ * A TLV as offsets into the buffer it was read from; `raw` and `content` are cut out when first
+ * asked for. A certificate has some fifty elements and its reader looks into a few: Node's
+ * Buffer#subarray costs about 0.2 µs, and two per element were a third of reading one.
+ */
+class LocatedElement implements DerElement {
+  private rawView: Buffer | undefined;
+  private contentView: Buffer | undefined;
+
+  constructor(
+    readonly tag: number,
+    private readonly buf: Buffer,
+    private readonly start: number,
+    private readonly contentStart: number,
+    /** Where the element ends in the buffer it was read from. */
+    readonly end: number,
+  ) {}
+
+  get raw(): Buffer {
+    return (this.rawView ??= this.buf.subarray(this.start, this.end));
+  }
+
+  get content(): Buffer {
+    return (this.contentView ??= this.buf.subarray(this.contentStart, this.end));
+  }
+
+  /** The direct children, read from this element's own buffer (no view of the content needed). */
+  children(): DerElement[] {
+    const out: DerElement[] = [];
+    for (let at = this.contentStart; at < this.end; ) {
+      const child = locate(this.buf, at, this.end);
+      out.push(child);
+      at = child.end;
+    }
+    return out;
+  }
+}
+
 /** Reads the TLV at `offset`. Throws on anything DER does not allow or on truncation. */
 export function readElement(buf: Buffer, offset = 0): DerElement {
-  const tag = buf[offset];
-  const first = buf[offset + 1];
+  return locate(buf, offset, buf.length);
+}
+
+/** The TLV at `offset` of `buf`, which must end by `limit`. */
+function locate(buf: Buffer, offset: number, limit: number): LocatedElement {
+  const tag = offset < limit ? buf[offset] : undefined;
+  const first = offset + 1 < limit ? buf[offset + 1] : undefined;
   if (tag === undefined || first === undefined) throw new Error('DER: truncated header');
   if ((tag & 0x1f) === 0x1f) throw new Error('DER: high tag numbers are not supported');
   let length: number;
@@ -215,24 +258,25 @@ export function readElement(buf: Buffer, offset = 0): DerElement {
     if (n > 6) throw new Error('DER: length too large');
     length = 0;
     for (let i = 0; i < n; i++) {
-      const b = buf[offset + 2 + i];
+      const b = offset + 2 + i < limit ? buf[offset + 2 + i] : undefined;
       if (b === undefined) throw new Error('DER: truncated length');
       length = length * 256 + b;
     }
     contentStart = offset + 2 + n;
   }
   const end = contentStart + length;
-  if (end > buf.length) throw new Error('DER: content runs past the end of the input');
-  return { tag, raw: buf.subarray(offset, end), content: buf.subarray(contentStart, end) };
+  if (end > limit) throw new Error('DER: content runs past the end of the input');
+  return new LocatedElement(tag, buf, offset, contentStart, end);
 }
 
 /** The direct children of a constructed element. Skipping is O(1) per child, whatever its size. */
 export function children(element: DerElement): DerElement[] {
+  if (element instanceof LocatedElement) return element.children();
   const out: DerElement[] = [];
   for (let at = 0; at < element.content.length; ) {
-    const child = readElement(element.content, at);
+    const child = locate(element.content, at, element.content.length);
     out.push(child);
-    at += child.raw.length;
+    at = child.end;
   }
   return out;
 }
