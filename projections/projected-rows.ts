@@ -1,9 +1,11 @@
 // What one event does to the read models, as rows handed to a sink: its audit record, the
 // certificates and CRL entries it adds, a gateway event to fold into the gateway row, and the
 // new state of its profile's user row. The single definition of the projection, shared by the
-// store's own passes, by the read worker of a whole-log pass (projection-read-worker.ts) and by
+// store's own passes, by both threads of a whole-log pass (projectStoredPage) and by
 // ov_restore's checking thread (staging-log.ts), so that every path writes the same rows.
+import * as E from 'fp-ts/lib/Either.js';
 import { isGatewayEvent, type Envelope, type GatewayEvent, type ProfileEvent } from '../domain/events.js';
+import { decodeStoredEvent, type DecodeError, type StoredEventLike } from '../domain/upcasters.js';
 import { auditRecordOf } from './audit-history.js';
 import { crlEntriesFrom, type CrlEntry } from './crl-entries.js';
 import { applyUserFact, userFactOf, type UserFact, type UserRow } from './user-list.js';
@@ -33,6 +35,15 @@ export function projectEvent(
   const known = users.get(streamId);
   const before = known !== undefined || users.has(streamId) ? known : userBefore(streamId);
   users.set(streamId, applyUserFact(before, userFactOf(profileEvent)));
+}
+
+/**
+ * As projectEvent, for a caller that folds the user rows elsewhere (in another thread, later):
+ * the event's user fact is appended to `facts`, as pushUserFact lists it.
+ */
+export function projectEventFacts(event: Envelope, sink: RowSink, facts: unknown[]): void {
+  const profileEvent = projectEventRows(event, sink);
+  if (profileEvent) pushUserFact(facts, profileEvent.streamId, userFactOf(profileEvent));
 }
 
 /**
@@ -94,6 +105,35 @@ export function rowPageSink(page: RowPage): RowSink {
       page.gateway.push(event);
     },
   };
+}
+
+const noUserRowBefore = (): undefined => undefined;
+
+/**
+ * One page of a whole-log pass, from either of its threads: the events of `stored` up to position
+ * `upTo`, decoded and projected into a page of rows. Their user facts are folded into `users`
+ * when it is given (the page is next in line, and the pass started from empty read models), and
+ * otherwise listed in `facts` as pushUserFact lists them. Stops at the first event that does not
+ * decode: `invalid` is that event and why.
+ */
+export function projectStoredPage(
+  stored: readonly StoredEventLike[],
+  upTo: bigint,
+  users?: Map<string, UserRow | undefined>,
+): { page: RowPage; facts: unknown[]; invalid?: { stored: StoredEventLike; error: DecodeError } } {
+  const page = emptyRowPage();
+  const sink = rowPageSink(page);
+  const facts: unknown[] = [];
+  for (const s of stored) {
+    if (s.position > upTo) break;
+    const decoded = decodeStoredEvent(s);
+    if (E.isLeft(decoded)) return { page, facts, invalid: { stored: s, error: decoded.left } };
+    if (users) projectEvent(decoded.right, sink, users, noUserRowBefore);
+    else projectEventFacts(decoded.right, sink, facts);
+    if (page.count++ === 0) page.first = s.position;
+    page.last = s.position;
+  }
+  return { page, facts };
 }
 
 // User facts in one flat list: per fact its stream id, a kind code, then the kind's fields.

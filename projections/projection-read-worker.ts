@@ -7,12 +7,11 @@
 // sends of the pages it projected. Once every page is folded it sends the rows, as the table's
 // columns in key order.
 import { parentPort, workerData } from 'node:worker_threads';
-import * as E from 'fp-ts/lib/Either.js';
 import { SqliteLogReader } from '../adapters/eventstore/sqlite-event-store.js';
-import { decodeStoredEvent, describeDecodeError } from '../domain/upcasters.js';
-import { emptyRowPage, foldUserFacts, projectEvent, projectEventRows, pushUserFact, rowPageSink, sortedUserColumns } from './projected-rows.js';
+import { describeDecodeError } from '../domain/upcasters.js';
+import { foldUserFacts, projectStoredPage, sortedUserColumns } from './projected-rows.js';
 import { pageCount, pageRange, type MainMessage, type ReadWorkerData, type ReadWorkerMessage } from './projection-read-pipeline.js';
-import { userFactOf, type UserRow } from './user-list.js';
+import type { UserRow } from './user-list.js';
 
 if (!parentPort) throw new Error('projection-read-worker.js is a worker thread of the projection store, not a command');
 const port = parentPort;
@@ -21,7 +20,6 @@ const send = (m: ReadWorkerMessage): void => port.postMessage(m);
 const claims = new Int32Array(data.claims);
 const pages = pageCount(data.after, data.head, data.pageSize);
 const users = new Map<string, UserRow | undefined>();
-const none = (): undefined => undefined;
 /** The user facts of pages projected but not yet folded (an earlier page is not folded yet). */
 const unfolded = new Map<number, readonly unknown[]>();
 
@@ -60,26 +58,13 @@ function fill(): void {
         break;
       }
       const range = pageRange(data, index);
-      const stored = reader.readAll({ after: range.after, limit: data.pageSize });
-      const page = emptyRowPage();
-      const sink = rowPageSink(page);
       // A page next in line is folded as it is projected; a later one keeps its facts until the
       // pages before it (the main thread's) are folded.
       const inLine = index === folded;
-      const facts: unknown[] = [];
-      for (const s of stored) {
-        if (s.position > range.upTo) break;
-        const decoded = decodeStoredEvent(s);
-        if (E.isLeft(decoded)) {
-          return finish({ kind: 'invalid', index, position: s.position, streamId: s.streamId, message: describeDecodeError(decoded.left) });
-        }
-        if (inLine) projectEvent(decoded.right, sink, users, none);
-        else {
-          const profileEvent = projectEventRows(decoded.right, sink);
-          if (profileEvent) pushUserFact(facts, profileEvent.streamId, userFactOf(profileEvent));
-        }
-        if (page.count++ === 0) page.first = s.position;
-        page.last = s.position;
+      const { page, facts, invalid } = projectStoredPage(reader.readAll({ after: range.after, limit: data.pageSize }), range.upTo, inLine ? users : undefined);
+      if (invalid) {
+        const { position, streamId } = invalid.stored;
+        return finish({ kind: 'invalid', index, position, streamId, message: describeDecodeError(invalid.error) });
       }
       unacknowledged++;
       send({ kind: 'page', index, ...page });

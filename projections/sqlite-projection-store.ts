@@ -9,9 +9,9 @@ import { decodeStoredEvent, describeDecodeError, type StoredEventLike } from '..
 import type { CalendarDate, CrlReason, Traffic } from '../domain/values.js';
 import type { AuditRecord } from './audit-history.js';
 import type { CrlEntry } from './crl-entries.js';
-import { userFactOf, type UserRow } from './user-list.js';
+import type { UserRow } from './user-list.js';
 import { evolveGateway, type GatewayRow } from './gateway.js';
-import { emptyRowPage, foldUserFacts, projectEvent, projectEventRows, pushUserFact, rowPageSink, sortedUserColumns, userColumns, type RowPage, type RowSink } from './projected-rows.js';
+import { foldUserFacts, projectEvent, projectStoredPage, sortedUserColumns, userColumns, type RowPage, type RowSink } from './projected-rows.js';
 import { ReadPipeline, ReadWorkerUnavailable, readWorkerScript, type Delivery, type ProjectedPage } from './projection-read-pipeline.js';
 import { sqliteLogPageSource } from '../adapters/eventstore/sqlite-event-store.js';
 
@@ -70,6 +70,10 @@ CREATE TABLE IF NOT EXISTS gateway (
 `;
 
 const noUserRow = (): undefined => undefined;
+
+/** An event of the log that does not decode, in the same words whichever thread decoded it. */
+const decodeFailure = (position: bigint, streamId: string, detail: string): ProjectionDecodeError =>
+  new ProjectionDecodeError(`event at position ${position} (${streamId}): ${detail}`);
 
 /** What a whole-log pass projected: how many events, the last position, the user rows (sortedUserColumns). */
 interface WholeLogPass {
@@ -347,7 +351,7 @@ export class SqliteProjectionStore {
       else if (delivery.kind === 'page') ahead.set(delivery.index, delivery.page);
       else {
         const e = delivery.error;
-        ahead.set(delivery.index, new ProjectionDecodeError(`event at position ${e.position} (${e.streamId}): ${e.detail}`));
+        ahead.set(delivery.index, decodeFailure(e.position, e.streamId, e.detail));
       }
     };
     try {
@@ -399,23 +403,8 @@ export class SqliteProjectionStore {
     readAll: ReadAllPage,
     claimed: { readonly index: number; readonly after: bigint; readonly upTo: bigint },
   ): Promise<RowPage | Error> {
-    const page = emptyRowPage();
-    const sink = rowPageSink(page);
-    const facts: unknown[] = [];
-    for (const stored of await readAll(claimed.after, PIPELINE_PAGE)) {
-      if (stored.position > claimed.upTo) break;
-      let event: Envelope;
-      try {
-        event = this.decode(stored);
-      } catch (error) {
-        if (error instanceof ProjectionDecodeError) return error;
-        throw error;
-      }
-      const profileEvent = projectEventRows(event, sink);
-      if (profileEvent) pushUserFact(facts, profileEvent.streamId, userFactOf(profileEvent));
-      if (page.count++ === 0) page.first = stored.position;
-      page.last = stored.position;
-    }
+    const { page, facts, invalid } = projectStoredPage(await readAll(claimed.after, PIPELINE_PAGE), claimed.upTo);
+    if (invalid) return decodeFailure(invalid.stored.position, invalid.stored.streamId, describeDecodeError(invalid.error));
     pipeline.facts(claimed.index, facts);
     return page;
   }
@@ -534,9 +523,7 @@ export class SqliteProjectionStore {
 
   private decode(stored: StoredEventLike): Envelope {
     const decoded = decodeStoredEvent(stored);
-    if (E.isLeft(decoded)) {
-      throw new ProjectionDecodeError(`event at position ${stored.position} (${stored.streamId}): ${describeDecodeError(decoded.left)}`);
-    }
+    if (E.isLeft(decoded)) throw decodeFailure(stored.position, stored.streamId, describeDecodeError(decoded.left));
     return decoded.right;
   }
 

@@ -191,19 +191,13 @@ export function time(date: Date): Buffer {
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-/** One TLV located inside a buffer; `raw` spans tag to end of content, `content` just the value. */
-export interface DerElement {
-  readonly tag: number;
-  readonly raw: Buffer;
-  readonly content: Buffer;
-}
-
 /**
- * A TLV as offsets into the buffer it was read from; `raw` and `content` are cut out when first
- * asked for. A certificate has some fifty elements and its reader looks into a few: Node's
- * Buffer#subarray costs about 0.2 µs, and two per element were a third of reading one.
+ * One TLV located inside a buffer; `raw` spans tag to end of content, `content` just the value.
+ * Kept as offsets into the buffer it was read from, `raw` and `content` cut out when first asked
+ * for: a certificate has some fifty elements and its reader looks into a few, and Node's
+ * Buffer#subarray costs about 0.2 µs (two per element were a third of reading a certificate).
  */
-class LocatedElement implements DerElement {
+export class DerElement {
   private rawView: Buffer | undefined;
   private contentView: Buffer | undefined;
 
@@ -242,7 +236,7 @@ export function readElement(buf: Buffer, offset = 0): DerElement {
 }
 
 /** The TLV at `offset` of `buf`, which must end by `limit`. */
-function locate(buf: Buffer, offset: number, limit: number): LocatedElement {
+function locate(buf: Buffer, offset: number, limit: number): DerElement {
   const tag = offset < limit ? buf[offset] : undefined;
   const first = offset + 1 < limit ? buf[offset + 1] : undefined;
   if (tag === undefined || first === undefined) throw new Error('DER: truncated header');
@@ -266,19 +260,12 @@ function locate(buf: Buffer, offset: number, limit: number): LocatedElement {
   }
   const end = contentStart + length;
   if (end > limit) throw new Error('DER: content runs past the end of the input');
-  return new LocatedElement(tag, buf, offset, contentStart, end);
+  return new DerElement(tag, buf, offset, contentStart, end);
 }
 
 /** The direct children of a constructed element. Skipping is O(1) per child, whatever its size. */
 export function children(element: DerElement): DerElement[] {
-  if (element instanceof LocatedElement) return element.children();
-  const out: DerElement[] = [];
-  for (let at = 0; at < element.content.length; ) {
-    const child = locate(element.content, at, element.content.length);
-    out.push(child);
-    at = child.end;
-  }
-  return out;
+  return element.children();
 }
 
 function expectTag(element: DerElement | undefined, tag: number, what: string): DerElement {

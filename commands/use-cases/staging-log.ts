@@ -18,8 +18,7 @@ import type { ArchivedEvent } from '../../adapters/archive/backup-archive.js';
 import type { BulkLoader, LoadedEvent, SqliteEventStore } from '../../adapters/eventstore/sqlite-event-store.js';
 import type { Envelope } from '../../domain/events.js';
 import type { SqliteProjectionStore } from '../../projections/sqlite-projection-store.js';
-import { emptyRowPage, projectEventRows, pushUserFact, rowPageSink, type RowPage } from '../../projections/projected-rows.js';
-import { userFactOf } from '../../projections/user-list.js';
+import { emptyRowPage, projectEventFacts, rowPageSink, type RowPage } from '../../projections/projected-rows.js';
 import { EventStage, type EventFacts, type EventSink } from './event-checks.js';
 
 /** What the loader needs of a fresh state (infra/composition-root.ts openFreshState). */
@@ -237,8 +236,7 @@ function storeInWorker(script: URL, data: StagingWorkerData): StoreInWorker {
       if (failure) return;
       // The staging store numbers the events from 1 without gaps (the archive's may have some).
       position++;
-      const profileEvent = projectEventRows(atPosition(decoded, position), sink);
-      if (profileEvent) pushUserFact(users, profileEvent.streamId, userFactOf(profileEvent));
+      projectEventFacts(atPosition(decoded, position), sink, users);
       if (page.count++ === 0) page.first = position;
       page.last = position;
       if (page.count >= ROWS_BATCH) post();
