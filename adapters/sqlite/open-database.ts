@@ -14,6 +14,9 @@ export interface OpenSqliteDatabaseOptions {
   readonly synchronous?: SqliteSynchronous;
 }
 
+/** The page size of a new database file (SQLite's default is 4096). */
+export const PAGE_SIZE = 16_384;
+
 /** How long a writer waits for another process's write transaction before giving up. */
 export const SQLITE_BUSY_TIMEOUT_MS = 15_000;
 
@@ -39,6 +42,12 @@ export function openSqliteDatabase(path: string, options: OpenSqliteDatabaseOpti
   // the journal_mode switch below waits for a concurrent opener instead of failing with BUSY.
   const db = new Database(path, { timeout: SQLITE_BUSY_TIMEOUT_MS });
   try {
+    // Pages of 16 KiB rather than 4 KiB: a log's rows (an event's JSON, some 500 bytes) fill fewer
+    // pages, and bulk work (ov_restore's load, a rebuild of the read models) goes faster: loading
+    // 1M events and their audit rows and building the indexes took 12.6-13.5 s instead of
+    // 14.0-15.3 s, in runs taken in turn. It only applies to a new, empty file (it must come before
+    // the switch to WAL); an existing file keeps the page size it was created with.
+    db.pragma(`page_size = ${PAGE_SIZE}`);
     const mode = db.pragma('journal_mode = WAL', { simple: true });
     // WAL lets readers (projections, listings) run while a command appends; if the file system
     // refuses it (e.g. some network mounts) we would silently get rollback-journal locking.

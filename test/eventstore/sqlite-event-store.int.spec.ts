@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EventStoreUnavailableError, WrongExpectedRevisionError, type NewEvent } from '../../adapters/eventstore/event-store.js';
 import { SqliteEventStore } from '../../adapters/eventstore/sqlite-event-store.js';
-import { immediateTransaction, openSqliteDatabase } from '../../adapters/sqlite/open-database.js';
+import { PAGE_SIZE, immediateTransaction, openSqliteDatabase } from '../../adapters/sqlite/open-database.js';
 import { describeEventStoreContract } from './event-store-contract.js';
 
 function tempDir(): string {
@@ -98,6 +98,28 @@ describe('SqliteEventStore on a real file', () => {
     expect(db.pragma('synchronous', { simple: true })).toBe(2); // FULL
     expect(db.pragma('busy_timeout', { simple: true })).toBe(15_000);
     expect(db.pragma('foreign_keys', { simple: true })).toBe(1);
+  });
+
+  it('given no database file, when it is created, then its pages are 16 KiB', async () => {
+    const store = new SqliteEventStore(open());
+    await store.appendToStream('user-a', 'no_stream', [ev('A0')]);
+
+    expect(opened[0]!.pragma('page_size', { simple: true })).toBe(PAGE_SIZE);
+    expect(PAGE_SIZE).toBe(16_384);
+  });
+
+  it('given a database file created with 4 KiB pages, when it is opened, then it keeps them and its events', async () => {
+    const old = new Database(path);
+    old.pragma('page_size = 4096');
+    old.pragma('journal_mode = WAL');
+    old.close();
+    await new SqliteEventStore(open()).appendToStream('user-a', 'no_stream', [ev('A0')]);
+    opened[0]!.close();
+
+    const reopened = open();
+
+    expect(reopened.pragma('page_size', { simple: true })).toBe(4096);
+    expect((await new SqliteEventStore(reopened).readStream('user-a')).map((e) => e.type)).toStrictEqual(['A0']);
   });
 
   it('given synchronous NORMAL, when the database is opened, then that setting is used', () => {
