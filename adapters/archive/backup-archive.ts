@@ -779,9 +779,11 @@ export async function readBackupArchive(
     fileHash.update(chunk as Buffer);
     fileSize += chunk.length;
   });
-  // 64 KiB pieces (zlib's default is 16 KiB): a quarter of the chunks to pass along, and most
-  // members whole in one of them.
-  const gunzip = createGunzip({ chunkSize: 64 * 1024 });
+  // 256 KiB pieces (zlib's default is 16 KiB): most members whole in one of them, and few passes
+  // on the thread pool. Measured on the bench archive (1.4 GB inflated), 64 KiB pieces cost the
+  // reading thread 0.9 s of dispatching (3.3 s in a restore, where every core is busy); 256 KiB
+  // pieces 0.08 s.
+  const gunzip = createGunzip({ chunkSize: 256 * 1024 });
   const piped = pipeline(file, gunzip).catch((error: unknown) => error);
   // An archive is a series of gzip members: a damaged header after the first one is damage, not
   // a file that was never gzip.
