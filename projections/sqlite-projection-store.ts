@@ -657,6 +657,11 @@ export class SqliteProjectionStore {
       .map((r) => JSON.parse(r.row) as UserRow);
   }
 
+  /** How many profiles are active (activeUsers().length, without reading their rows). */
+  activeUserCount(): number {
+    return (this.db.prepare(`SELECT COUNT(*) AS n FROM users WHERE status = 'active'`).get() as { n: number }).n;
+  }
+
   /** Active profiles whose expiration date is before `today`. */
   expiredUsers(today: CalendarDate): UserRow[] {
     return this.db

@@ -725,7 +725,7 @@ export async function restoreBackup(
     const exact = projected === summary.events;
     if (
       (remote ? projected < summary.events : !exact) ||
-      (exact && (fresh.projections.activeUsers().length !== active || fresh.projections.crlEntryCount() !== summary.crl.serials))
+      (exact && (fresh.projections.activeUserCount() !== active || fresh.projections.crlEntryCount() !== summary.crl.serials))
     ) {
       throw new Error('internal error: the rebuilt read models disagree with the replayed log');
     }

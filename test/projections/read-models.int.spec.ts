@@ -92,6 +92,7 @@ describe('the user list', () => {
     expect(projections.activeUsers().map((u) => [u.email, u.expirationDate, u.currentSerial, u.renewals])).toEqual([
       ['a@example.com', '2028-06-30', '22', 1],
     ]);
+    expect(projections.activeUserCount()).toBe(1);
     expect(projections.findUser('b@example.com', 'all')?.status).toBe('revoked');
   });
 
