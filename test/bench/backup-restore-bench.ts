@@ -4,7 +4,7 @@
 // to exit with its peak RSS. Not a test; run after building:
 //
 //   npm run build && node dist/test/bench/backup-restore-bench.js [--profiles 100000] [--events 1000000]
-//        [--workers N] [--keep] [--reuse DIR]
+//        [--workers N] [--keep] [--reuse DIR] [--cold]
 //
 // Targets: ov_backup and ov_restore (validation, replay and projection rebuild included) each
 // within 60 s, peak RSS of either under 1 GiB; the restored ov_user_list --json equals the source's.
@@ -23,6 +23,8 @@
 // and the CRL published in-process, as the gateway would have it.
 //
 // --keep keeps the working directory; --reuse DIR measures again on a kept one without seeding.
+// --cold (root only) empties the page cache before each measured command, as a nightly backup
+// meets a gateway's keys and profiles: written once when issued, and long since out of the cache.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
@@ -99,16 +101,22 @@ interface Options {
   readonly workers: number;
   readonly keep: boolean;
   readonly reuse: string | undefined;
+  readonly cold: boolean;
 }
 
 function parseOptions(argv: readonly string[]): Options {
   const values: Record<string, number> = { profiles: 100_000, events: 1_000_000, workers: availableParallelism() };
   let keep = false;
+  let cold = false;
   let reuse: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--keep') {
       keep = true;
+      continue;
+    }
+    if (arg === '--cold') {
+      cold = true;
       continue;
     }
     const m = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
@@ -123,7 +131,7 @@ function parseOptions(argv: readonly string[]): Options {
     if (!Number.isSafeInteger(n) || n < 1) throw new Error(`--${key} needs a positive integer, got ${String(raw)}`);
     values[key] = n;
   }
-  const o = { profiles: values['profiles']!, events: values['events']!, workers: values['workers']!, keep: keep || reuse !== undefined, reuse };
+  const o = { profiles: values['profiles']!, events: values['events']!, workers: values['workers']!, keep: keep || reuse !== undefined, reuse, cold };
   // The fixed part of the mix is at most about 1.4 events per profile; the rest are fillers.
   if (o.events < Math.ceil(o.profiles * 1.5) + 1) throw new Error(`--events must be at least 1.5 x --profiles + 1 (${Math.ceil(o.profiles * 1.5) + 1})`);
   return o;
@@ -771,11 +779,15 @@ async function main(): Promise<number> {
     mkdirSync(target);
     const restored = gatewayAt(target);
 
-    // Cold caches are not what an operator meets right after using the gateway; warm them alike.
     // Each measured command starts with nothing of the one before waiting to be written back
     // (the backup's 400 MiB archive, the dry run's reads): otherwise a command pays for the
-    // previous one's writeback, which on this VM slowed the restore by up to 10 s.
-    const settleDisk = () => spawnSync('sync', [], { stdio: 'ignore' });
+    // previous one's writeback, which on this VM slowed the restore by up to 10 s. What is in the
+    // page cache is otherwise whatever ran before, unless --cold empties it.
+    const settleDisk = () => {
+      spawnSync('sync', [], { stdio: 'ignore' });
+      if (options.cold) writeFileSync('/proc/sys/vm/drop_caches', '3\n');
+    };
+    if (options.cold && process.getuid?.() !== 0) throw new Error('--cold empties the page cache, which needs root');
     settleDisk();
     // The share of CPU time the hypervisor gave to other guests during each measured command.
     const stolen: string[] = [];
@@ -806,6 +818,7 @@ async function main(): Promise<number> {
     const restore = await watched('restore', () => cli(restored, 'ov_restore', [archive]));
     rows.push(timed('ov_restore (into a fresh OVL_STATE_DIR)', restore));
     notes.push(`CPU time stolen from this VM (/proc/stat): ${stolen.join(', ')}`);
+    notes.push(options.cold ? 'page cache emptied before each command (--cold)' : 'page cache as the previous steps left it (--cold empties it before each command)');
     if (restore.code !== 0) throw new Error(`ov_restore exited ${String(restore.code)}:\n${restore.stdout}\n${restore.stderr}`);
 
     log('comparing');
