@@ -139,7 +139,7 @@ export async function openLedger(env: Environment, command: string, mode: OpenMo
         let count = 0;
         let lastPosition = 0n;
         for (;;) {
-          const page = store.readAllSync({ after: lastPosition, limit: 5_000 });
+          const page = store.readAllWithJsonSync({ after: lastPosition, limit: 5_000 });
           if (page.length === 0) return { count, lastPosition, source: 'the embedded store' };
           for (const event of page) {
             const waiting = visit(event);

@@ -431,6 +431,16 @@ export function renderManifest(input: CurrentManifestInput): Buffer {
 
 /** One events.ndjson line in today's format (without the newline). */
 export function eventLine(e: ArchivedEvent): string {
+  const json = e.json;
+  // The store's own JSON text, as JSON.stringify wrote it, is the text JSON.stringify would write
+  // again, without the cost (at 1M events, some 4 s of a backup). A line break in it could only be
+  // whitespace that another writer put there, and would cut the line: such text is serialised again.
+  if (json !== undefined && !json.data.includes('\n') && !json.metadata.includes('\n')) {
+    return (
+      `{"stream":${JSON.stringify(e.streamId)},"revision":"${e.revision}","type":${JSON.stringify(e.type)},` +
+      `"schemaVersion":${e.schemaVersion},"data":${json.data},"metadata":${json.metadata},"position":"${e.position}"}`
+    );
+  }
   return JSON.stringify({
     stream: e.streamId,
     revision: e.revision.toString(),

@@ -193,6 +193,17 @@ export class SqliteEventStore implements EventStore {
     return page;
   }
 
+  /**
+   * As readAllSync, each event with its data and metadata also as the JSON text the store holds
+   * (written by JSON.stringify): what ov_backup writes into its archive without serialising the
+   * parsed values again.
+   */
+  readAllWithJsonSync(options: ReadAllOptions): Array<RecordedEvent & { readonly json: { readonly data: string; readonly metadata: string } }> {
+    validateReadAll(options);
+    const rows = this.guard(() => this.readAllStmt.all(options.after, options.limit) as EventRow[]);
+    return rows.map((row) => ({ ...toRecordedEvent(row), json: { data: row[5], metadata: row[6] } }));
+  }
+
   headPositionSync(): bigint {
     return this.guard(() => this.headStmt.get() as bigint);
   }

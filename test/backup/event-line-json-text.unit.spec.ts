@@ -118,3 +118,30 @@ describe('an event line cut apart without being parsed', () => {
     expect(() => readKeepingJson(bad, { cut: true })).toThrow(/is not an event line/);
   });
 });
+
+describe('an event line written from the JSON text the store holds', () => {
+  it('given an event with its stored JSON text, then the line is the one serialising the parsed values gives', () => {
+    const e = event(TRICKY_DATA);
+    const json = { data: JSON.stringify(TRICKY_DATA), metadata: JSON.stringify(e.metadata) };
+    expect(eventLine({ ...e, json })).toBe(eventLine(e));
+    expect(eventLine({ ...e, json })).toBe(
+      JSON.stringify({ stream: e.streamId, revision: '4', type: e.type, schemaVersion: 2, data: TRICKY_DATA, metadata: e.metadata, position: '17' }),
+    );
+  });
+
+  it('given stored text that another writer laid out over several lines, then the line is serialised again and stays one line', () => {
+    const e = event(TRICKY_DATA);
+    const json = { data: JSON.stringify(TRICKY_DATA, null, 2), metadata: JSON.stringify(e.metadata) };
+    const line = eventLine({ ...e, json });
+    expect(line).not.toContain('\n');
+    expect(line).toBe(eventLine(e));
+  });
+
+  it('given stored text with spaces that JSON.stringify would not write, then the line still reads back as the same event', () => {
+    const e = event({ a: 1, b: [1, 2] });
+    const line = eventLine({ ...e, json: { data: '{ "a": 1, "b": [1, 2] }', metadata: JSON.stringify(e.metadata) } });
+    const [read] = readKeepingJson(line);
+    expect(read!.data).toStrictEqual({ a: 1, b: [1, 2] });
+    expect(read!.position).toBe(17n);
+  });
+});
