@@ -10,6 +10,7 @@
 // through the pool (open, write and close each a hop between threads), more with more in flight.
 // The thread's code is a few lines of plain JavaScript handed to the Worker as source, so it needs
 // no file of its own beside the built commands.
+import { spawn } from 'node:child_process';
 import { closeSync, fstatSync, openSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -32,6 +33,14 @@ const DIRECTORY = 0;
 const FILE = 1;
 const FILE_CHMOD = 2;
 const DIRECTORY_CHMOD = 3;
+
+/**
+ * File bytes written between two background writebacks. Left to itself the kernel held a
+ * restore's 1 GB of keys and profiles in memory (the test VM's 24 GiB are far from its dirty-page
+ * thresholds), and the flush at the end wrote it all while the restore waited: 1.5-2.8 s, against
+ * 0.07-0.14 s with these writebacks (1M-event archive, runs taken in turn).
+ */
+const WRITEBACK_BYTES = 128 * 1024 * 1024;
 
 type Reply = { readonly kind: 'done'; readonly batch: number } | { readonly kind: 'failed'; readonly batch: number; readonly message: string; readonly code: string | undefined };
 
@@ -90,8 +99,24 @@ export class BackgroundFiles {
   private written = 0;
   private exited = false;
   private readonly exit: Promise<void>;
+  /** File bytes in the batches posted, per batch, until the thread says it wrote them. */
+  private readonly batchBytes: number[] = [];
+  /** File bytes written since the last writeback began. */
+  private unflushed = 0;
+  private writeback: Promise<void> | undefined;
+  private readonly writebackBytes: number;
+  private readonly writebackCommand: readonly [string, ...string[]];
 
-  constructor(root: string) {
+  /**
+   * `writeback`: after how many bytes written a writeback starts, and the command that does it
+   * (by default sync --file-system on `root`; tests give another).
+   */
+  constructor(
+    root: string,
+    writeback: { readonly bytes?: number; readonly command?: readonly [string, ...string[]] } = {},
+  ) {
+    this.writebackBytes = writeback.bytes ?? WRITEBACK_BYTES;
+    this.writebackCommand = writeback.command ?? ['sync', '--file-system', root];
     const probe = join(root, `.umask-probe-${process.pid}`);
     const fd = openSync(probe, 'wx', 0o777);
     try {
@@ -102,8 +127,11 @@ export class BackgroundFiles {
     }
     this.worker = new Worker(WRITER_SOURCE, { eval: true });
     this.worker.on('message', (reply: Reply) => {
-      if (reply.kind === 'done') this.written++;
-      else this.fail(Object.assign(new Error(reply.message), { code: reply.code }));
+      if (reply.kind === 'done') {
+        this.written++;
+        this.unflushed += this.batchBytes.shift() ?? 0;
+        if (this.unflushed >= this.writebackBytes) this.startWriteback();
+      } else this.fail(Object.assign(new Error(reply.message), { code: reply.code }));
       this.wake();
     });
     this.worker.on('error', (error) => this.fail(error));
@@ -162,6 +190,7 @@ export class BackgroundFiles {
     const numbers = Uint32Array.from(this.numbers);
     const batch: Batch = { batch: this.posted, buffer, numbers, paths: this.paths.join('\0') };
     this.worker.postMessage(batch, [buffer, numbers.buffer]);
+    this.batchBytes.push(this.filled);
     this.posted++;
     this.numbers = [];
     this.paths = [];
@@ -191,5 +220,24 @@ export class BackgroundFiles {
     if (!this.exited) await this.until(() => this.written >= this.posted);
     await this.worker.terminate();
     await this.exit;
+    await this.writeback;
+  }
+
+  /**
+   * Starts writing what is written so far back to disk (sync --file-system), unless that is under
+   * way already. Only to spread the disk writes over the time the files are being made: the caller
+   * still flushes the whole tree once at the end, which then has less left to write.
+   */
+  private startWriteback(): void {
+    if (this.writeback !== undefined) return;
+    this.unflushed = 0;
+    const [command, ...args] = this.writebackCommand;
+    const child = spawn(command, args, { stdio: 'ignore' });
+    this.writeback = new Promise<void>((resolve) => {
+      child.on('error', () => resolve());
+      child.on('exit', () => resolve());
+    }).then(() => {
+      this.writeback = undefined;
+    });
   }
 }

@@ -1,6 +1,7 @@
 // BackgroundFiles, which writes a restore's keys and profiles in a thread of its own: every file
 // and directory with exactly its mode and bytes, in the order asked, and a failure (a file that is
 // already there) reported to the caller rather than lost.
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,6 +44,25 @@ describe('BackgroundFiles', () => {
       expect(mode(path)).toBe(i % 2 === 0 ? 0o600 : 0o644);
     }
     expect(mode(join(root, 'p0'))).toBe(0o700);
+  });
+
+  it('given writebacks started while the files are written, when finished, then every file has its bytes and no writeback is left running', async () => {
+    const root = scratch();
+    // A writeback after every 64 KiB written, each one slow: a stand-in for sync that sleeps.
+    const marker = `ovl-writeback-${process.pid}-${Date.now()}`;
+    const files = new BackgroundFiles(root, { bytes: 64 * 1024, command: ['sh', '-c', 'sleep 0.4', marker] });
+    const expected: Array<{ path: string; data: Buffer }> = [];
+    for (let i = 0; i < 2000; i++) {
+      const data = Buffer.alloc(2000 + (i % 5000), i % 251);
+      const path = join(root, `${i}.key`);
+      expected.push({ path, data });
+      const wait = files.write(path, data, 0o600);
+      if (wait) await wait;
+    }
+    await files.finish();
+    const running = spawnSync('pgrep', ['-f', marker], { encoding: 'utf8' });
+    expect(running.stdout).toBe('');
+    for (const { path, data } of expected) expect(readFileSync(path).equals(data), path).toBe(true);
   });
 
   it('given a mode the umask would narrow, when written, then the file still gets exactly that mode', async () => {
