@@ -24,7 +24,6 @@ import { join } from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
 import { eventLine, MEMBER, renderManifest, type ContentSummary } from '../../adapters/archive/backup-archive.js';
 import { GzipMembersFile, gzipMember } from '../../adapters/archive/gzip-members.js';
-import { PrefetchedFiles } from '../../adapters/fs/prefetched-files.js';
 import { BLOCK, encodeHeader, paddingLength, RECORD, TarPacker } from '../../adapters/archive/tar.js';
 import { syncDirectory } from '../../adapters/fs/atomic-file.js';
 import { readCrlNumber } from '../../adapters/pki/crl-encoder.js';
@@ -105,7 +104,6 @@ export async function backupGateway(ledger: Ledger, input: BackupInput): Promise
   const partial = join(input.outputDir, `.${name}.partial`);
   const temporary: GzipMembersFile[] = [];
   let partialFd: number | undefined;
-  let prefetched: PrefetchedFiles | undefined;
 
   try {
     // 1. The log as of one instant, checked as a restore will check it, compressed as it goes.
@@ -180,10 +178,8 @@ export async function backupGateway(ledger: Ledger, input: BackupInput): Promise
     });
     const files: HashedFile[] = [];
     let filesTarSize = 0;
-    const reading = new PrefetchedFiles(planned.map((f) => f.source));
-    prefetched = reading;
     for (const file of planned) {
-      const data = await reading.next();
+      const data = readIfExists(file.source);
       if (!data) {
         if (!file.requiredAs) continue;
         if (snapshot.source.startsWith('EventStoreDB')) {
@@ -208,7 +204,6 @@ export async function backupGateway(ledger: Ledger, input: BackupInput): Promise
       filesTarSize += BLOCK + data.length + paddingLength(data.length);
       if (files.length % 20_000 === 0) input.onProgress?.(`archiving files: ${files.length} of ${planned.length}`);
     }
-    await reading.close();
     await filesPart.close();
 
     // 3. The CRL number reached, so a restore keeps counting up from it.
@@ -288,7 +283,6 @@ export async function backupGateway(ledger: Ledger, input: BackupInput): Promise
     }
     throw error;
   } finally {
-    await prefetched?.close();
     if (partialFd !== undefined) closeSync(partialFd);
     for (const part of temporary) part.abort();
     rmSync(partial, { force: true });
