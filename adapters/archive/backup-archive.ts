@@ -429,6 +429,12 @@ export function renderManifest(input: CurrentManifestInput): Buffer {
   return Buffer.from(text.replace(`"manifestSha256": "${ZEROS}"`, `"manifestSha256": "${check.actual}"`), 'utf8');
 }
 
+// An event line as eventLine lays it out: what comes before its data, and its metadata (as JSON
+// text) with what follows. Shared with jsonOfLine, which recognises lines laid out this way.
+const lineHead = (e: ArchivedEvent): string =>
+  `{"stream":${JSON.stringify(e.streamId)},"revision":"${e.revision}","type":${JSON.stringify(e.type)},"schemaVersion":${e.schemaVersion},"data":`;
+const lineTail = (e: ArchivedEvent, metadata: string): string => `,"metadata":${metadata},"position":"${e.position}"}`;
+
 /** One events.ndjson line in today's format (without the newline). */
 export function eventLine(e: ArchivedEvent): string {
   const json = e.json;
@@ -436,10 +442,7 @@ export function eventLine(e: ArchivedEvent): string {
   // again, without the cost (at 1M events, some 4 s of a backup). A line break in it could only be
   // whitespace that another writer put there, and would cut the line: such text is serialised again.
   if (json !== undefined && !json.data.includes('\n') && !json.metadata.includes('\n')) {
-    return (
-      `{"stream":${JSON.stringify(e.streamId)},"revision":"${e.revision}","type":${JSON.stringify(e.type)},` +
-      `"schemaVersion":${e.schemaVersion},"data":${json.data},"metadata":${json.metadata},"position":"${e.position}"}`
-    );
+    return lineHead(e) + json.data + lineTail(e, json.metadata);
   }
   return JSON.stringify({
     stream: e.streamId,
@@ -673,8 +676,8 @@ export class EventLineParser {
  */
 export function jsonOfLine(line: string, e: ArchivedEvent): { data: string; metadata: string } | undefined {
   const metadata = JSON.stringify(e.metadata);
-  const head = `{"stream":${JSON.stringify(e.streamId)},"revision":"${e.revision}","type":${JSON.stringify(e.type)},"schemaVersion":${e.schemaVersion},"data":`;
-  const tail = `,"metadata":${metadata},"position":"${e.position}"}`;
+  const head = lineHead(e);
+  const tail = lineTail(e, metadata);
   const end = line.length - tail.length;
   if (end <= head.length || !line.startsWith(head) || !line.endsWith(tail) || !isOneObject(line, head.length, end)) return undefined;
   return { data: line.slice(head.length, end), metadata };
