@@ -184,9 +184,7 @@ export class SqliteEventStore implements EventStore {
   }
 
   readAllSync(options: ReadAllOptions): RecordedEvent[] {
-    validateReadAll(options);
-    const rows = this.guard(() => this.readAllStmt.all(options.after, options.limit) as EventRow[]);
-    const page = rows.map(toRecordedEvent);
+    const page = this.readAllRows(options).map(toRecordedEvent);
     // Says where the page came from, so that a whole-log projection pass over this connection's
     // own file may read the following pages with a second connection (see sqliteLogPageSource).
     Object.defineProperty(page, LOG_PAGE_SOURCE, { value: { db: this.db, head: () => this.headPositionSync() } satisfies SqliteLogPageSource });
@@ -199,9 +197,12 @@ export class SqliteEventStore implements EventStore {
    * parsed values again.
    */
   readAllWithJsonSync(options: ReadAllOptions): Array<RecordedEvent & { readonly json: { readonly data: string; readonly metadata: string } }> {
+    return this.readAllRows(options).map((row) => Object.assign(toRecordedEvent(row), { json: { data: row[5], metadata: row[6] } }));
+  }
+
+  private readAllRows(options: ReadAllOptions): EventRow[] {
     validateReadAll(options);
-    const rows = this.guard(() => this.readAllStmt.all(options.after, options.limit) as EventRow[]);
-    return rows.map((row) => ({ ...toRecordedEvent(row), json: { data: row[5], metadata: row[6] } }));
+    return this.guard(() => this.readAllStmt.all(options.after, options.limit) as EventRow[]);
   }
 
   headPositionSync(): bigint {
