@@ -116,6 +116,8 @@ function parseOptions(argv: readonly string[]): Options {
       continue;
     }
     if (arg === '--cold') {
+      // Refused here, not after a seeding of some twenty minutes.
+      if (process.getuid?.() !== 0) throw new Error('--cold empties the page cache, which needs root');
       cold = true;
       continue;
     }
@@ -787,7 +789,6 @@ async function main(): Promise<number> {
       spawnSync('sync', [], { stdio: 'ignore' });
       if (options.cold) writeFileSync('/proc/sys/vm/drop_caches', '3\n');
     };
-    if (options.cold && process.getuid?.() !== 0) throw new Error('--cold empties the page cache, which needs root');
     settleDisk();
     // The share of CPU time the hypervisor gave to other guests during each measured command.
     const stolen: string[] = [];
