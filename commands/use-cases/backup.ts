@@ -26,6 +26,7 @@ import { eventLine, MEMBER, renderManifest, type ContentSummary } from '../../ad
 import { GzipMembersFile, gzipMember } from '../../adapters/archive/gzip-members.js';
 import { BLOCK, encodeHeader, paddingLength, RECORD, TarPacker } from '../../adapters/archive/tar.js';
 import { syncDirectory } from '../../adapters/fs/atomic-file.js';
+import { PageCacheWarmer } from '../../adapters/fs/page-cache-warmer.js';
 import { readCrlNumber } from '../../adapters/pki/crl-encoder.js';
 import { dnsConfPath, emailConfPath, gatewayConfPath } from '../../infra/config/paths.js';
 import { refused, type Failure } from '../failure.js';
@@ -109,6 +110,12 @@ export async function backupGateway(ledger: Ledger, input: BackupInput): Promise
   const partial = join(input.outputDir, `.${name}.partial`);
   const temporary: GzipMembersFile[] = [];
   let partialFd: number | undefined;
+  // Step 2 reads every key and profile, one after the other; while step 1 keeps this thread busy
+  // with the log, other threads bring those that are not cached in from the disk.
+  const warmer = PageCacheWarmer.start([
+    { path: layout.clientKeysDir, depth: 0 },
+    { path: layout.profilesDir, depth: 1 },
+  ]);
 
   try {
     // 1. The log as of one instant, checked as a restore will check it, compressed as it goes.
@@ -209,6 +216,7 @@ export async function backupGateway(ledger: Ledger, input: BackupInput): Promise
       filesTarSize += BLOCK + data.length + paddingLength(data.length);
       if (files.length % 20_000 === 0) input.onProgress?.(`archiving files: ${files.length} of ${planned.length}`);
     }
+    await warmer.stop();
     await filesPart.close();
 
     // 3. The CRL number reached, so a restore keeps counting up from it.
@@ -288,6 +296,7 @@ export async function backupGateway(ledger: Ledger, input: BackupInput): Promise
     }
     throw error;
   } finally {
+    await warmer.stop();
     if (partialFd !== undefined) closeSync(partialFd);
     for (const part of temporary) part.abort();
     rmSync(partial, { force: true });
