@@ -95,6 +95,9 @@ function readIfExists(path: string): Buffer | undefined {
  */
 const GZIP_LEVEL = 1;
 
+/** Events read before the page cache warmer starts (a second or two into a long log). */
+const WARM_AFTER_EVENTS = 20_000;
+
 function writeAll(fd: number, bytes: Buffer): void {
   for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at);
 }
@@ -111,11 +114,15 @@ export async function backupGateway(ledger: Ledger, input: BackupInput): Promise
   const temporary: GzipMembersFile[] = [];
   let partialFd: number | undefined;
   // Step 2 reads every key and profile, one after the other; while step 1 keeps this thread busy
-  // with the log, other threads bring those that are not cached in from the disk.
-  const warmer = PageCacheWarmer.start([
-    { path: layout.clientKeysDir, depth: 0 },
-    { path: layout.profilesDir, depth: 1 },
-  ]);
+  // with a long log, other threads bring those that are not cached in from the disk. Started
+  // once the log proves long: for a small gateway the threads would cost more than they save.
+  let warmer: PageCacheWarmer | undefined;
+  const warmFiles = () => {
+    warmer = PageCacheWarmer.start([
+      { path: layout.clientKeysDir, depth: 0 },
+      { path: layout.profilesDir, depth: 1 },
+    ]);
+  };
 
   try {
     // 1. The log as of one instant, checked as a restore will check it, compressed as it goes.
@@ -143,6 +150,7 @@ export async function backupGateway(ledger: Ledger, input: BackupInput): Promise
       };
       snapshot = await ledger.readEventSnapshot((event) => {
         replay.add(event);
+        if (replay.count === WARM_AFTER_EVENTS) warmFiles();
         const line = `${eventLine(event)}\n`;
         pending.push(line);
         pendingLength += line.length;
@@ -216,7 +224,7 @@ export async function backupGateway(ledger: Ledger, input: BackupInput): Promise
       filesTarSize += BLOCK + data.length + paddingLength(data.length);
       if (files.length % 20_000 === 0) input.onProgress?.(`archiving files: ${files.length} of ${planned.length}`);
     }
-    await warmer.stop();
+    await warmer?.stop();
     await filesPart.close();
 
     // 3. The CRL number reached, so a restore keeps counting up from it.
@@ -296,7 +304,7 @@ export async function backupGateway(ledger: Ledger, input: BackupInput): Promise
     }
     throw error;
   } finally {
-    await warmer.stop();
+    await warmer?.stop();
     if (partialFd !== undefined) closeSync(partialFd);
     for (const part of temporary) part.abort();
     rmSync(partial, { force: true });
