@@ -2,21 +2,13 @@
 // and directory with exactly its mode and bytes, in the order asked, and a failure (a file that is
 // already there) reported to the caller rather than lost.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BackgroundFiles } from '../../adapters/fs/background-files.js';
+import { scratchDirectories } from '../support/scratch-directories.js';
 
-const dirs: string[] = [];
-const scratch = () => {
-  const dir = mkdtempSync(join(tmpdir(), 'ovl-bgfiles-'));
-  dirs.push(dir);
-  return dir;
-};
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const scratch = scratchDirectories('ovl-bgfiles-');
 
 const mode = (path: string) => statSync(path).mode & 0o777;
 

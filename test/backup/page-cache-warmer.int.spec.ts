@@ -3,21 +3,14 @@
 // directory whose files are already cached is left after a sample, and what cannot be read is
 // passed over.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { PageCacheWarmer } from '../../adapters/fs/page-cache-warmer.js';
+import { scratchDirectories } from '../support/scratch-directories.js';
 
-const dirs: string[] = [];
-const scratch = () => {
-  const dir = mkdtempSync(join(tmpdir(), 'ovl-warmer-'));
-  dirs.push(dir);
-  return dir;
-};
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const scratch = scratchDirectories('ovl-warmer-');
 
 // A file's access time from before any read: under relatime (the default) the next read moves it.
 const LONG_AGO = new Date('2000-01-01T00:00:00Z');
